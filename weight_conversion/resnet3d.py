@@ -1,0 +1,2 @@
+"""Placeholder until this layout lands (being written now)."""
+LAYOUTS = ()
