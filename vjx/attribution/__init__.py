@@ -1,0 +1,6 @@
+"""Attribution methods: pure, jit-compiled functions of (model, videos, targets, config).
+
+Every method takes a loaded ``vjx.Model`` (or ``apply_fn(variables, video) -> logits`` plus
+``variables=``), videos float32 ``B x T x H x W x 3``, targets int ``B`` and a frozen config, and
+returns maps at input resolution plus diagnostics.
+"""
