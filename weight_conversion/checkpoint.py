@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -29,10 +30,14 @@ def save_checkpoint(directory: str | os.PathLike, variables, spec: ModelSpec) ->
     directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(directory):
         raise VjxError(f"output {directory!r} already exists; choose a new directory (nothing is overwritten)")
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        checkpointer.save(os.path.join(directory, "variables"), jax.tree_util.tree_map(np.asarray, variables))
-    with open(os.path.join(directory, METADATA), "w") as f:
-        json.dump({"model": spec.name, "label_set": spec.label_set, "num_classes": spec.num_classes}, f)
+    try:
+        with ocp.PyTreeCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(directory, "variables"), jax.tree_util.tree_map(np.asarray, variables))
+        with open(os.path.join(directory, METADATA), "w") as f:
+            json.dump({"model": spec.name, "label_set": spec.label_set, "num_classes": spec.num_classes}, f)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)  # never leave a half-written checkpoint behind
+        raise
 
 
 def restore_checkpoint(directory: str | os.PathLike) -> tuple[ModelSpec, dict]:
