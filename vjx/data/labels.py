@@ -1,0 +1,130 @@
+"""Class names of the label sets, read at run time from the original toolkit's label files.
+
+vjx does not ship the label files. They are looked up, in the original's layout::
+
+    <labels dir>/kinetics/classes.json                          a JSON list of 400 names
+    <labels dir>/epic-kitchens-noun/EPIC_noun_classes.csv       noun_id,class_key,...
+    <labels dir>/epic-kitchens-verb/EPIC_verb_classes.csv       verb_id,class_key,...
+
+in the first of: the ``labels_dir`` argument, the ``VJX_LABELS_DIR`` environment variable,
+``../shared/data`` from the current directory, and ``../shared/data`` beside the vjx checkout.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+import json
+import os
+import pathlib
+import re
+
+from vjx.errors import VjxError
+
+LABEL_SETS: dict[str, int] = {"kinetics400": 400, "epic-kitchens-noun": 352, "epic-kitchens-verb": 125}
+LABEL_FILES: dict[str, str] = {
+    "kinetics400": "kinetics/classes.json",
+    "epic-kitchens-noun": "epic-kitchens-noun/EPIC_noun_classes.csv",
+    "epic-kitchens-verb": "epic-kitchens-verb/EPIC_verb_classes.csv",
+}
+ENV_VAR = "VJX_LABELS_DIR"
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _check_name(label_set: str) -> None:
+    if label_set not in LABEL_SETS:
+        raise VjxError(f"unknown label set {label_set!r}; choose one of {', '.join(LABEL_SETS)}.")
+
+
+def label_set_size(label_set: str) -> int:
+    """Number of classes of a label set (no file needed)."""
+    _check_name(label_set)
+    return LABEL_SETS[label_set]
+
+
+def label_dirs(labels_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """The directories searched for label files, in order."""
+    dirs = [pathlib.Path(labels_dir)] if labels_dir is not None else []
+    if os.environ.get(ENV_VAR):
+        dirs.append(pathlib.Path(os.environ[ENV_VAR]))
+    dirs += [pathlib.Path.cwd().parent / "shared" / "data", _REPO_ROOT.parent / "shared" / "data"]
+    return dirs
+
+
+def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """The label file of ``label_set``: the first that exists in :func:`label_dirs`.
+
+    Raises:
+      VjxError: unknown label set, or no searched directory has the file (the message says where
+        to put it and which environment variable to set).
+    """
+    _check_name(label_set)
+    relative = LABEL_FILES[label_set]
+    for d in label_dirs(labels_dir):
+        if (d / relative).is_file():
+            return (d / relative).resolve()
+    searched = ", ".join(str(d) for d in label_dirs(labels_dir))
+    raise VjxError(f"label file {relative!r} of {label_set!r} not found (searched {searched}); put the "
+                   f"original toolkit's file at <dir>/{relative} and set {ENV_VAR}=<dir>.")
+
+
+def load_labels(label_set: str, labels_dir: str | os.PathLike | None = None) -> tuple[str, ...]:
+    """The class names of a label set, in logit order (cached per file).
+
+    Args:
+      label_set: ``"kinetics400"``, ``"epic-kitchens-noun"`` or ``"epic-kitchens-verb"``.
+      labels_dir: a directory with the original's layout, searched first.
+
+    Raises:
+      VjxError: unknown label set, missing file, or a file that does not hold the expected classes.
+    """
+    return _read(label_set, label_file(label_set, labels_dir))
+
+
+@functools.lru_cache(maxsize=None)
+def _read(label_set: str, path: pathlib.Path) -> tuple[str, ...]:
+    expected = LABEL_SETS[label_set]
+    try:
+        if path.suffix == ".json":
+            names = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("expected a JSON list of class names")
+        else:
+            names = _read_epic_csv(path)
+    except (OSError, ValueError, KeyError, csv.Error) as e:
+        raise VjxError(f"label file {str(path)!r} is not a valid {label_set} file ({e}); replace it with "
+                       "the original toolkit's.") from e
+    if len(names) != expected:
+        raise VjxError(f"label file {str(path)!r} lists {len(names)} classes but {label_set} has "
+                       f"{expected}; replace it with the original toolkit's.")
+    return tuple(names)
+
+
+def _read_epic_csv(path: pathlib.Path) -> list[str]:
+    """``<noun|verb>_id,class_key,...`` rows -> class keys ordered by id (ids must be 0..N-1)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        id_column = next((c for c in reader.fieldnames or () if c.endswith("_id")), None)
+        if id_column is None or "class_key" not in reader.fieldnames:
+            raise ValueError("expected columns <noun|verb>_id and class_key")
+        rows = {int(row[id_column]): row["class_key"] for row in reader}
+    if sorted(rows) != list(range(len(rows))):
+        raise ValueError(f"{id_column} values are not 0..{len(rows) - 1}")
+    return [rows[i] for i in range(len(rows))]
+
+
+def _key(name: str) -> str:
+    """Case-, underscore- and space-insensitive form of a class name."""
+    return re.sub(r"[\s_]+", "", name.lower())
+
+
+def resolve_label(name: str, labels: tuple[str, ...] | list[str]) -> int | None:
+    """Index of the class matching ``name`` ("Air_Drumming" matches "air drumming"), or ``None``."""
+    key = _key(name)
+    return next((i for i, label in enumerate(labels) if _key(label) == key), None)
+
+
+def close_labels(name: str, labels: tuple[str, ...] | list[str], n: int = 3) -> list[str]:
+    """Up to ``n`` class names that look like ``name`` (difflib), for "did you mean" messages."""
+    by_key = {_key(label): label for label in labels}
+    return [by_key[k] for k in difflib.get_close_matches(_key(name), list(by_key), n=n, cutoff=0.6)]
