@@ -4,3 +4,6 @@ Every method takes a loaded ``vjx.Model`` (or ``apply_fn(variables, video) -> lo
 ``variables=``), videos float32 ``B x T x H x W x 3``, targets int ``B`` and a frozen config, and
 returns maps at input resolution plus diagnostics.
 """
+from vjx.attribution.backprop import (Attribution, GradientConfig, IntegratedGradientsConfig, SmoothGradConfig,
+                                     gradient, gradient_x_input, integrated_gradients, smooth_grad)
+from vjx.attribution.gradcam import GradCamConfig, grad_cam
