@@ -141,9 +141,12 @@ def tap(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
 
     The value is sown into the ``intermediates`` collection (read it with
     ``apply(..., mutable=["intermediates"])``) and passed through ``module.perturb`` (its gradient is
-    the gradient with respect to a zero ``perturbations`` entry of the same name). Both are no-ops
-    unless those collections are asked for. Activations are always ``B x T' x H' x W' x C``.
+    the gradient with respect to a zero ``perturbations`` entry of the same name; get the zeros from
+    ``apply(..., mutable=["perturbations"])``). Both are no-ops unless those collections are asked
+    for; ``init`` creates neither, so a model's variables are only ``params`` (+ ``batch_stats``).
+    Activations are always ``B x T' x H' x W' x C``.
     """
-    x = module.perturb(name, x)
+    if not module.is_initializing():
+        x = module.perturb(name, x)
     module.sow("intermediates", name, x)
     return x
