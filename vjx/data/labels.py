@@ -6,8 +6,10 @@ vjx does not ship the label files. They are looked up, in the original's layout:
     <labels dir>/epic-kitchens-noun/EPIC_noun_classes.csv       noun_id,class_key,...
     <labels dir>/epic-kitchens-verb/EPIC_verb_classes.csv       verb_id,class_key,...
 
-in the first of: the ``labels_dir`` argument, the ``VJX_LABELS_DIR`` environment variable,
-``../shared/data`` from the current directory, and ``../shared/data`` beside the vjx checkout.
+in the ``labels_dir`` argument if given, else in the ``VJX_LABELS_DIR`` environment variable if
+set, else in the first of ``../shared/data`` from the current directory and ``../shared/data``
+beside the vjx checkout. A directory named explicitly (argument or variable) is the only one
+searched, so a wrong one is an error rather than a silent fallback.
 """
 from __future__ import annotations
 
@@ -43,12 +45,12 @@ def label_set_size(label_set: str) -> int:
 
 
 def label_dirs(labels_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
-    """The directories searched for label files, in order."""
-    dirs = [pathlib.Path(labels_dir)] if labels_dir is not None else []
+    """The directories searched for label files, in order (see the module docstring)."""
+    if labels_dir is not None:
+        return [pathlib.Path(labels_dir)]
     if os.environ.get(ENV_VAR):
-        dirs.append(pathlib.Path(os.environ[ENV_VAR]))
-    dirs += [pathlib.Path.cwd().parent / "shared" / "data", _REPO_ROOT.parent / "shared" / "data"]
-    return dirs
+        return [pathlib.Path(os.environ[ENV_VAR])]
+    return [pathlib.Path.cwd().parent / "shared" / "data", _REPO_ROOT.parent / "shared" / "data"]
 
 
 def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -60,12 +62,17 @@ def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> p
     """
     _check_name(label_set)
     relative = LABEL_FILES[label_set]
-    for d in label_dirs(labels_dir):
+    dirs = label_dirs(labels_dir)
+    for d in dirs:
         if (d / relative).is_file():
             return (d / relative).resolve()
-    searched = ", ".join(str(d) for d in label_dirs(labels_dir))
-    raise VjxError(f"label file {relative!r} of {label_set!r} not found (searched {searched}); put the "
-                   f"original toolkit's file at <dir>/{relative} and set {ENV_VAR}=<dir>.")
+    if len(dirs) == 1:
+        where = (f"put the original toolkit's file at {dirs[0] / relative}, or point labels_dir / "
+                 f"{ENV_VAR} at a directory that has it")
+    else:
+        where = f"put the original toolkit's file at <dir>/{relative} and set {ENV_VAR}=<dir>"
+    raise VjxError(f"label file {relative!r} of {label_set!r} not found in {', '.join(map(str, dirs))}; "
+                   f"{where}.")
 
 
 def load_labels(label_set: str, labels_dir: str | os.PathLike | None = None) -> tuple[str, ...]:
