@@ -236,7 +236,8 @@ def test_too_few_frames_and_repeat_mode():
 def test_preprocess_crop_and_normalisation_by_hand():
     t, h, w = 2, 100, 200
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    frames = np.stack([np.dstack([cols, rows, np.full_like(rows, 10 * k)]) for k in range(t)]).astype(np.uint8)
+    frames = np.stack([np.dstack([cols, rows, np.full_like(rows, 10 * k)]) for k in range(t)])
+    frames = frames.astype(np.uint8)
     out = preprocess_frames(frames, resize=100, crop=50, mean=KINETICS_MEAN, std=KINETICS_STD)
     assert out.shape == (2, 50, 50, 3) and out.dtype == np.float32
     # Short side already 100: no resampling; crop offsets top = 25, left = 75.

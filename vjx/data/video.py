@@ -170,10 +170,8 @@ def _load_image(file: pathlib.Path) -> np.ndarray:
     image = _open_image(file)
     try:
         with image:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as e:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:
         raise VjxError(f"frame {str(file)!r} is corrupt or truncated ({e}); replace or remove it.") from e
 
 
