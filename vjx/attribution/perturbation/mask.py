@@ -1,0 +1,130 @@
+"""Smooth-max mask generator (Fong et al., ICCV 2019): a coarse seed grid -> a smooth full-size mask.
+
+Each output pixel pools the ``(2 radius + 1)^2`` seed values around it, weighted by
+``k(d / sigma)`` with ``k(z) = exp(-2 max(z - 0.5, 0)^2)`` (``d``: distance from the pixel to the seed
+point, seed points at ``margin + step * i``), with a soft-max of coldness 20, then clamps to [0, 1].
+The result is the "padded" mask (area losses use it); its crop ``[margin : margin + S]`` is the mask
+that perturbs the frame.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+COLDNESS = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskGeometry:
+    """Sizes of the smooth-max upsampler for frames ``height x width`` (hashable, static under jit).
+
+    Attributes:
+      height, width: frame size S.
+      step: seed spacing in pixels.
+      sigma: kernel radius scale in pixels (also the margin).
+    """
+
+    height: int
+    width: int
+    step: int
+    sigma: float
+
+    @property
+    def margin(self) -> int:
+        """Offset of the visible frame inside the padded mask (the original's ``round(margin)``)."""
+        return round(self.sigma)
+
+    @property
+    def padding(self) -> int:
+        return 1 + math.ceil(2 * self.sigma / self.step)
+
+    @property
+    def radius(self) -> int:
+        return 1 + math.ceil(self.sigma / self.step)
+
+    @property
+    def seed_shape(self) -> tuple[int, int]:
+        """``ceil(S / step)`` per side: the optimised parameters of one frame."""
+        return math.ceil(self.height / self.step), math.ceil(self.width / self.step)
+
+    @property
+    def mid_shape(self) -> tuple[int, int]:
+        return tuple(n + 2 * self.padding - 2 * self.radius for n in self.seed_shape)
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """Side of the full mask: ``step * mid - step + 1``."""
+        return tuple(self.step * m - self.step + 1 for m in self.mid_shape)
+
+    def weights(self) -> np.ndarray:
+        """float32 ``K x Hp x Wp`` kernel weights, ``K = (2 radius + 1)^2``, computed as the original does."""
+        return _weights(self)
+
+    def cell_weights(self) -> np.ndarray:
+        """float32 ``step x step x K``: the weights of one seed cell, which every cell repeats exactly."""
+        return _cell_weights(self)
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(g: MaskGeometry) -> np.ndarray:
+    taps = 2 * g.radius + 1
+    coords = []
+    for mid, up, out in zip(g.mid_shape, (g.step * m for m in g.mid_shape), g.padded_shape):
+        u = np.arange(out, dtype=np.float32)
+        cell = np.floor((np.float32(mid) / np.float32(up)) * u)        # nearest-upsampling source index
+        if not np.array_equal(cell.astype(np.int64), np.arange(out) // g.step):
+            raise AssertionError(f"nearest upsampling of {mid} -> {up} is not a repeat by {g.step}")
+        seed = cell[None, :] + np.arange(taps, dtype=np.float32)[:, None] - g.padding
+        coords.append((u[None, :] - (np.float32(g.margin) + np.float32(g.step) * seed)) ** 2)   # taps x out
+    dy, dx = coords
+    delta = np.sqrt(dy[:, None, :, None] + dx[None, :, None, :])       # ky kx Hp Wp
+    z = np.maximum(delta / np.float32(g.sigma) - np.float32(0.5), 0)
+    w = np.exp(np.float32(-2) * z * z).astype(np.float32)
+    w.flags.writeable = False
+    return w.reshape(taps * taps, *g.padded_shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _cell_weights(g: MaskGeometry) -> np.ndarray:
+    w = _weights(g)
+    cell = np.moveaxis(w[:, :g.step, :g.step], 0, -1)
+    tiles = np.tile(cell, (g.mid_shape[0], g.mid_shape[1], 1))[:g.padded_shape[0], :g.padded_shape[1]]
+    if not np.array_equal(tiles, np.moveaxis(w, 0, -1)):
+        raise AssertionError("smooth-max weights are not periodic in the seed step")
+    cell = np.ascontiguousarray(cell)
+    cell.flags.writeable = False
+    return cell
+
+
+def clamp01(x: jax.Array) -> jax.Array:
+    """Clamp to [0, 1] with torch's gradient: it passes wherever ``0 <= x <= 1``, ends included.
+
+    (``jnp.clip`` halves the gradient at the ends, and an all-ones seed sits exactly there.)
+    """
+    return jnp.where((x >= 0) & (x <= 1), x, jnp.clip(x, 0.0, 1.0))
+
+
+def generate(seeds: jax.Array, g: MaskGeometry) -> tuple[jax.Array, jax.Array]:
+    """Seeds ``... x h x w`` -> (cropped ``... x H x W``, padded ``... x Hp x Wp``) masks in [0, 1].
+
+    Output pixel ``(step * i + r, step * j + c)`` pools the seed window at cell ``(i, j)`` (the
+    original's nearest upsampling) with the weights ``w[r, c]``; the weights repeat from cell to cell,
+    so the window is never upsampled: ``cells x step x step x K`` products, taps ``K`` on the last axis.
+    """
+    taps, p, s = 2 * g.radius + 1, g.padding, g.step
+    (mh, mw), (hp, wp) = g.mid_shape, g.padded_shape
+    lead = seeds.shape[:-2]
+    x = jnp.pad(seeds, [(0, 0)] * len(lead) + [(p, p), (p, p)])
+    rows = jnp.stack([x[..., ky:ky + mh, :] for ky in range(taps)], axis=-1)            # ... mh W' ky
+    win = jnp.stack([rows[..., kx:kx + mw, :] for kx in range(taps)], axis=-1)          # ... mh mw ky kx
+    win = win.reshape(*lead, mh, 1, mw, 1, taps * taps)
+    v = win * jnp.asarray(g.cell_weights())[:, None]                                   # ... mh s mw s K
+    padded = jnp.sum(v * jax.nn.softmax(COLDNESS * v, axis=-1), axis=-1)
+    padded = clamp01(padded.reshape(*lead, mh * s, mw * s)[..., :hp, :wp])
+    m = g.margin
+    return padded[..., m:m + g.height, m:m + g.width], padded
