@@ -286,11 +286,13 @@ def _welford_merge(a, b):
     return n, ma + delta * (nb / n), sa + sb + delta ** 2 * (na * nb / n)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "config"))
-def _smooth_grad_core(apply_fn, variables, x, targets, key, *, config: SmoothGradConfig):
+@functools.partial(jax.jit, static_argnames=("apply_fn", "samples", "noise_level", "batch_size"))
+def _smooth_grad_stats(apply_fn, variables, x, targets, key, *, samples: int, noise_level: float,
+                       batch_size: int):
+    """(count, mean, M2) of the gradients over noisy copies, plus the target logit/probability."""
     axes = tuple(range(1, x.ndim))
-    sigma = config.noise_level * (x.max(axis=axes) - x.min(axis=axes))            # B
-    ids, valid = _chunks(np.arange(config.samples), np.ones(config.samples, np.float32), config.batch_size)
+    sigma = noise_level * (x.max(axis=axes) - x.min(axis=axes))                   # B
+    ids, valid = _chunks(np.arange(samples), np.ones(samples, np.float32), batch_size)
 
     def step(stats, chunk):
         idx, mask = chunk
@@ -303,16 +305,20 @@ def _smooth_grad_core(apply_fn, variables, x, targets, key, *, config: SmoothGra
         return _welford_merge(stats, (count, mean, (((grads - mean) * m) ** 2).sum(0))), None
 
     init = (jnp.zeros(()), jnp.zeros_like(x), jnp.zeros_like(x))
-    (count, mean, m2), _ = lax.scan(step, init, (jnp.asarray(ids), jnp.asarray(valid)))
-    if config.variant == "mean":
+    stats, _ = lax.scan(step, init, (jnp.asarray(ids), jnp.asarray(valid)))
+    return stats, *target_summary(apply_fn(variables, x), targets)
+
+
+@functools.partial(jax.jit, static_argnames=("variant", "normalize"))
+def _smooth_grad_display(count, mean, m2, *, variant: str, normalize: bool):
+    if variant == "mean":
         raw = mean
-    elif config.variant == "square":
+    elif variant == "square":
         raw = m2 / count + mean ** 2
     else:
         raw = m2 / jnp.maximum(count - 1, 1)
     gray = jnp.abs(raw).sum(-1)
-    maps = percentile_normalize(gray) if config.normalize else gray
-    return maps, raw, *target_summary(apply_fn(variables, x), targets)
+    return (percentile_normalize(gray) if normalize else gray), raw
 
 
 def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradConfig(), *,
@@ -321,7 +327,8 @@ def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradCon
 
     Noise ``N(0, (noise_level * (max - min))^2)`` per video; sample ``i`` draws its noise from
     ``fold_in(key, i)``, so the result depends on ``key`` only (not on ``batch_size``). The map is
-    the sum over channels of ``|statistic|``, then display-normalised.
+    the sum over channels of ``|statistic|``, then display-normalised. The gradient statistics are
+    compiled per (samples, noise_level, batch_size); switching ``variant`` or ``normalize`` reuses them.
 
     Args: as :func:`gradient`; ``key`` (a ``jax.random`` key) is required.
     Returns:
@@ -333,5 +340,7 @@ def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradCon
     _check_positive(samples=config.samples, batch_size=config.batch_size)
     apply_fn, variables = resolve_model(model, variables)
     x, t = check_inputs(apply_fn, variables, videos, targets)
-    maps, raw, logit, prob = _smooth_grad_core(apply_fn, variables, x, t, key, config=config)
+    stats, logit, prob = _smooth_grad_stats(apply_fn, variables, x, t, key, samples=config.samples,
+                                            noise_level=config.noise_level, batch_size=config.batch_size)
+    maps, raw = _smooth_grad_display(*stats, variant=config.variant, normalize=config.normalize)
     return Attribution(maps, raw, logit, prob)
