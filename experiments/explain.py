@@ -1,0 +1,115 @@
+"""Explain what a video classifier looks at: the original toolkit's main.py, in vjx.
+
+    python -m experiments.explain                 # pretrained I3D, bundled clip, STEP (CPU: short run)
+    python -m experiments.explain --videos_dir ../shared/data/kinetics/sampled_frames \\
+        --model r2plus1d --checkpoint r2plus1d_18-91a641e6.pth --vis_method step \\
+        --perturb_area 0.05,0.1 --num_iter 2000
+    python -m experiments.explain --video clip.mp4 --model i3d --vis_method integrated_grad
+
+Outputs go to --output_dir (default visual_res/<vis_method>/<model>/<save_label>): per video a PNG
+figure, one GIF per area (original | overlay) and an .npz of the maps; per run summary.json.
+
+CPU default: the full STEP run (2000 iterations x 6 areas of I3D at 224^2) takes hours on a laptop
+CPU. When JAX runs on CPU and neither --num_iter nor --perturb_area is given, an extremal method runs
+CPU_NUM_ITER iterations on the original's default area CPU_AREAS instead, and says so. Pass the flags
+explicitly (or use a GPU) for converged masks.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from experiments import _cli
+from vjx.errors import VjxError
+
+CPU_NUM_ITER = 30
+CPU_AREAS = (0.1,)
+
+_VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders and/or video files "
+                                  "(the label is each name up to its first '-').")
+_VIDEO = flags.DEFINE_string("video", None, "One video file or frame folder (default: the bundled "
+                             "Big Buck Bunny clip, (c) Blender Foundation, CC-BY 3.0).")
+_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
+_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
+                               "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
+_METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrated_grad, smooth_grad, "
+                              "grad_cam, 2d_ep, 3d_ep or step.")
+_SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
+_NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
+_NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default 2000; on CPU "
+                                 f"{CPU_NUM_ITER} unless given).")
+_AREAS = flags.DEFINE_list("perturb_area", None, "Preserved-area ratio(s) in (0, 1), comma separated, all "
+                           "run as one compiled sweep (default 0.01,0.02,0.05,0.1,0.15,0.2; on CPU "
+                           f"{','.join(map(str, CPU_AREAS))} unless given).")
+_POLARITY = flags.DEFINE_string("polarity", "positive", "Gradient sign shown: positive, negative or both.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch .pth/.pt/.safetensors or a converted "
+                                  "orbax dir (default: the pretrained I3D; random weights otherwise).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default visual_res/<method>/<model>/<save_label>).")
+_TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folder-name label, else the "
+                              "prediction), pred, or a class name.")
+_SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
+_BATCH = flags.DEFINE_integer("batch_size", 1, "Videos per compiled call.")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
+_ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _NUM_ITER, _AREAS, _POLARITY,
+              _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
+
+
+def parse_areas(values: list[str] | None) -> tuple[float, ...] | None:
+    """``--perturb_area`` strings -> floats (None if the flag was not given)."""
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise VjxError(f"--perturb_area {','.join(values)!r} is not a comma list of numbers in (0, 1)") from None
+
+
+def video_paths() -> tuple[str, ...]:
+    """The videos of --video / --videos_dir (the bundled clip if neither is given)."""
+    from vjx import data
+
+    if _VIDEO.value and _VIDEOS_DIR.value:
+        raise VjxError("pass --video or --videos_dir, not both")
+    if _VIDEOS_DIR.value:
+        return tuple(data.list_videos(_VIDEOS_DIR.value))
+    return (_VIDEO.value or data.sample_video_path(),)
+
+
+def main(argv: list[str]) -> None:
+    _cli.no_extra_arguments(argv)
+    if _NO_GPU.value:
+        import jax
+        jax.config.update("jax_platforms", "cpu")
+    import jax
+
+    from vjx import pipeline
+
+    areas = parse_areas(_AREAS.value)
+    num_iter = _NUM_ITER.value
+    if _METHOD.value in pipeline.EXTREMAL_METHODS and jax.default_backend() == "cpu" \
+            and num_iter is None and areas is None:
+        num_iter, areas = CPU_NUM_ITER, CPU_AREAS
+        print(f"Running on CPU: {_METHOD.value} defaults to {num_iter} iterations on area "
+              f"{','.join(map(str, areas))} (the full run, 2000 iterations x 6 areas, needs a GPU). "
+              "Pass --num_iter and --perturb_area to override.", flush=True)
+    flag_values = {holder.name: holder.value for holder in _ALL_FLAGS}
+    output_dir = _OUTPUT_DIR.value or os.path.join("visual_res", _METHOD.value, _MODEL.value, _SAVE_LABEL.value)
+    request = pipeline.Request(
+        videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
+        areas=areas or pipeline.DEFAULT_AREAS, num_iter=num_iter or 2000, polarity=_POLARITY.value,
+        target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir, seed=_SEED.value,
+        batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values)
+    summary = pipeline.explain(request)
+    for entry in summary["videos"]:
+        line = f"{entry['video']}: target {entry['target_name']!r} ({entry['target_source']})"
+        if "areas" in entry:
+            line += ", preserved p " + ", ".join(f"{a['area']:g}: {a['preserved_probability']:.3f}"
+                                                 for a in entry["areas"])
+        print(line)
+    print(f"Wrote {len(summary['videos'])} explanation(s) to {os.path.abspath(output_dir)} "
+          f"(figures .png, animations .gif, maps .npz, summary.json) in {summary['timings_s']['total']:.1f} s")
+
+
+if __name__ == "__main__":
+    _cli.run(main)
