@@ -90,10 +90,15 @@ class Perturbation:
 
 
 def area_loss(values: torch.Tensor, area: float) -> torch.Tensor:
-    """Sorted ``N x V`` values vs a zeros-then-ones profile with ones-fraction ``area``: ``N`` MSEs."""
+    """Sorted ``N x V`` values vs a zeros-then-ones profile with ones-fraction ``area``: ``N`` MSEs.
+
+    The original sorts with torch's default, unstable sort, so which of several equal values gets the
+    gradient of a 0 or a 1 is unspecified; at the start (seeds all ones, every frame alike) nearly all
+    values tie. The reference sorts stably, as ``jnp.sort`` does, so the two can be compared exactly.
+    """
     ref = torch.ones_like(values)
     ref[:, :int(values.shape[1] * (1 - area))] = 0
-    return ((values.sort(dim=1)[0] - ref) ** 2).mean(dim=1)
+    return ((values.sort(dim=1, stable=True)[0] - ref) ** 2).mean(dim=1)
 
 
 def step_loss(padded: torch.Tensor, area: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -103,7 +108,7 @@ def step_loss(padded: torch.Tensor, area: float, generator: torch.Generator | No
     top_k = math.ceil(area * t * hp * wp / jax_losses.core_ones())
     r = F.conv3d(padded[:, None], kernel, stride=(1, kernel.shape[3], kernel.shape[4])).reshape(n, -1)
     perm = torch.randperm(r.shape[1], generator=generator)
-    r = r[:, perm].sort(dim=1, descending=True)[0] / kernel.sum()
+    r = r[:, perm].sort(dim=1, descending=True, stable=True)[0] / kernel.sum()
     return ((r[:, :top_k] - 1) ** 2).mean(dim=1) + (r[:, top_k:] ** 2).mean(dim=1)
 
 
@@ -114,13 +119,15 @@ def sgd(params: list[torch.Tensor], lr: float = 0.05, momentum: float = 0.9, dam
 
 def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str = "3d", num_iter: int = 2000,
                   step: int = 7, sigma: float = 11.0, reward_weight: float | None = None,
-                  area_weight: float = 300.0, step_start: int = 101, step_weight: float = 300.0):
+                  area_weight: float = 300.0, step_start: int = 101, step_weight: float = 300.0,
+                  init: np.ndarray | None = None):
     """The original's preserve-variant loop for one video, one area after another.
 
     Args:
       model: ``N x C x T x H x W -> logits``.
       video: ``1 x C x T x H x W``.
       method: ``"3d"``, ``"2d"`` or ``"step"``.
+      init: starting seeds ``A x T x h x w``; None = ones (the original's start).
     Returns:
       ``(masks A x T x H x W, history {"reward", "area_loss"[, "step_loss"]: A x num_iter})``.
     """
@@ -132,8 +139,9 @@ def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str
         reward_weight = 1.0 if method == "step" else 100.0
     torch_gen = torch.Generator().manual_seed(0)
     all_masks, hist = [], {"reward": [], "area_loss": [], "step_loss": []}
-    for area in areas:
-        seeds = torch.ones(t, 1, *gen.shape_in, requires_grad=True)
+    for a, area in enumerate(areas):
+        start = torch.ones(t, 1, *gen.shape_in) if init is None else torch.tensor(init[a][:, None])
+        seeds = start.clone().requires_grad_(True)
         opt = sgd([seeds])
         weight, step_w = area_weight, 0.0
         rows = {k: [] for k in hist}
@@ -158,7 +166,7 @@ def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str
                 if it + 1 == step_start:
                     step_w = step_weight
             for k, val in (("reward", reward), ("area_loss", reg), ("step_loss", core)):
-                rows[k].append(float(val))
+                rows[k].append(float(val.detach()))
         with torch.no_grad():
             all_masks.append(gen.generate(seeds)[0].reshape(t, h, w))
         for k in hist:

@@ -102,7 +102,8 @@ def _energy(seeds, zeros, top_k, it, key, *, apply_fn, plan: Plan, variables, py
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "plan"))
 def run(apply_fn: Callable[..., jax.Array], plan: Plan, variables: Any, videos: jax.Array,
-        targets: jax.Array, zeros: jax.Array, top_k: jax.Array, key: jax.Array):
+        targets: jax.Array, zeros: jax.Array, top_k: jax.Array, key: jax.Array,
+        init: jax.Array | None = None):
     """Optimises masks for every area at once.
 
     Args:
@@ -114,6 +115,7 @@ def run(apply_fn: Callable[..., jax.Array], plan: Plan, variables: Any, videos: 
       zeros: int32 ``A``: zeros of each area's reference profile.
       top_k: int32 ``A``: STEP's top-k of each area (ignored by the other methods).
       key: PRNG key (STEP's tie-breaking shuffle).
+      init: starting seeds ``A x B x T x h x w``; None = ones (the original's start).
     Returns:
       ``(masks A x B x T x H x W, probabilities A x B, history {name: num_iter x A x B}, base_probability B)``.
     """
@@ -126,7 +128,7 @@ def run(apply_fn: Callable[..., jax.Array], plan: Plan, variables: Any, videos: 
     grad_areas = jax.vmap(grad_fn, in_axes=(0, 0, 0, None, 0))
     area_keys = jax.random.split(key, num_areas)
     optimizer = torch_sgd(plan.learning_rate, plan.momentum, plan.dampening)
-    seeds = jnp.ones((num_areas, b, t, *plan.geometry.seed_shape), jnp.float32)
+    seeds = jnp.ones((num_areas, b, t, *plan.geometry.seed_shape), jnp.float32) if init is None else init
 
     def body(carry, it):
         seeds, state = carry

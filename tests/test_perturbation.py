@@ -1,0 +1,190 @@
+"""The extremal-perturbation pieces against their torch twins (fp32), and the whole 3D-EP loop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vjx.attribution.perturbation import losses, mask, optim, pyramid
+from vjx.attribution.perturbation.loop import Plan, run, temporal_kernel
+
+torch = pytest.importorskip("torch")
+tp = pytest.importorskip("vjx.torch_reference.perturbation")
+
+
+def _seeds(rng, shape):
+    """Random seeds with the corner cases: a frame of ones (the start) and rows clamped to 0."""
+    s = rng.uniform(size=shape).astype(np.float32)
+    s[0] = 1
+    s[1, :2] = 0
+    return s
+
+
+@pytest.mark.parametrize("size,sigma,frames", [(112, 11.0, 2), (224, 23.0, 1), (40, 5.0, 3)])
+def test_mask_generator_matches_torch(size, sigma, frames):
+    rng = np.random.default_rng(size)
+    g = mask.MaskGeometry(size, size, 7, sigma)
+    ref = tp.MaskGenerator((size, size), 7, sigma)
+    assert g.seed_shape == tuple(ref.shape_in) and g.padded_shape == tuple(ref.shape_out)
+    seeds = _seeds(rng, (max(frames, 2), *g.seed_shape))[-frames:]
+    cot = rng.normal(size=(frames, *g.padded_shape)).astype(np.float32)
+
+    @jax.jit
+    def generate_and_grad(s):
+        (cropped, padded), vjp = jax.vjp(lambda s: mask.generate(s, g), s)
+        return cropped, padded, vjp((jnp.zeros_like(cropped), jnp.asarray(cot)))[0]
+
+    cropped, padded, grad = generate_and_grad(jnp.asarray(seeds))
+    t_cropped, t_padded = ref.generate(torch.tensor(seeds[:, None]))
+    np.testing.assert_allclose(cropped, t_cropped[:, 0].numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(padded, t_padded[:, 0].numpy(), atol=1e-5, rtol=0)
+    # gradients sum ~10^4 products: both float32 sides differ from float64 by ~1e-5 relative
+    # (torch's by more), so compare with torch in float64
+    ref.weight = ref.weight.double()
+    t_seeds = torch.tensor(seeds[:, None].astype(np.float64), requires_grad=True)
+    (ref.generate(t_seeds)[1][:, 0] * torch.tensor(cot, dtype=torch.float64)).sum().backward()
+    t_grad = t_seeds.grad[:, 0].numpy()
+    np.testing.assert_allclose(grad, t_grad, atol=1e-5 * np.abs(t_grad).max(), rtol=0)
+
+
+def test_sizes_follow_the_original_at_112_and_224():
+    g112, g224 = mask.MaskGeometry(112, 112, 7, 11.0), mask.MaskGeometry(224, 224, 7, 23.0)
+    assert (g112.seed_shape, g112.padded_shape, g112.margin) == ((16, 16), (134, 134), 11)
+    assert (g224.seed_shape, g224.padded_shape, g224.margin) == ((32, 32), (260, 260), 23)
+
+
+@pytest.mark.parametrize("kind", ["blur", "fade"])
+def test_pyramid_and_level_interpolation_match_torch(kind):
+    rng = np.random.default_rng(1)
+    video = rng.normal(size=(1, 3, 40, 36, 3)).astype(np.float32)
+    pyr = pyramid.build_pyramid(jnp.asarray(video), kind=kind)
+    ref = tp.Perturbation(torch.tensor(video[0]).permute(0, 3, 1, 2), kind=kind)
+    np.testing.assert_allclose(pyr[0], ref.pyramid.permute(0, 1, 3, 4, 2).numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(pyr[:, :, -1], video)           # level L-1 is the frame
+    m = rng.uniform(size=(1, 3, 40, 36)).astype(np.float32)
+    m[0, 0, :5], m[0, 0, 5:10], m[0, 1, :3] = 1, 0, 3 / 7                # ends and exact levels
+    out = pyramid.apply_mask(pyr, jnp.asarray(m))
+    t_m = torch.tensor(m[0][:, None], requires_grad=True)
+    t_out = ref.apply(t_m)
+    np.testing.assert_allclose(out[0], t_out.permute(0, 2, 3, 1).detach().numpy(), atol=1e-5, rtol=0)
+    cot = rng.normal(size=out.shape).astype(np.float32)
+    grad = jax.grad(lambda m: jnp.sum(pyramid.apply_mask(pyr, m) * cot))(jnp.asarray(m))
+    (t_out * torch.tensor(cot[0]).permute(0, 3, 1, 2)).sum().backward()
+    np.testing.assert_allclose(grad[0], t_m.grad[:, 0].numpy(), atol=1e-5, rtol=0)
+
+
+def test_blur_is_zero_padded_and_normalised():
+    flat = jnp.ones((1, 1, 64, 64, 1))
+    strongest = pyramid.build_pyramid(flat)[0, 0, 0, :, :, 0]
+    assert abs(float(strongest[32, 32]) - float(strongest[31, 32])) < 1e-3     # normalised, symmetric
+    assert float(strongest[0, 0]) < 0.3                                       # zeros leak in at the corner
+    assert len(pyramid.gaussian_kernel(20.0)) == 2 * 80 + 1
+
+
+@pytest.mark.parametrize("area", [0.05, 0.5])
+def test_area_loss_matches_torch(area):
+    rng = np.random.default_rng(2)
+    values = rng.uniform(size=(2, 999)).astype(np.float32)
+    zeros = losses.num_zeros(999, area)
+    loss, grad = jax.value_and_grad(lambda v: jnp.sum(losses.area_loss(v, zeros)))(jnp.asarray(values))
+    t_values = torch.tensor(values, requires_grad=True)
+    t_loss = tp.area_loss(t_values, area).sum()
+    t_loss.backward()
+    assert abs(float(loss) - float(t_loss)) < 1e-5
+    np.testing.assert_allclose(grad, t_values.grad.numpy(), atol=1e-7, rtol=0)
+
+
+def test_step_loss_matches_torch_and_ignores_the_shuffle():
+    rng = np.random.default_rng(3)
+    padded = rng.uniform(size=(2, 9, 50, 50)).astype(np.float32)
+    top_k = losses.core_top_k(0.1, 9, (50, 50))
+    assert losses.core_ones() == 443 and losses.ellipsoid_kernel().shape == (7, 11, 11)
+
+    def f(p, key):
+        return jnp.sum(losses.step_loss(p, jnp.int32(top_k), key))
+
+    loss, grad = jax.value_and_grad(f)(jnp.asarray(padded), jax.random.key(0))
+    t_padded = torch.tensor(padded, requires_grad=True)
+    t_loss = tp.step_loss(t_padded, 0.1).sum()
+    t_loss.backward()
+    assert abs(float(loss) - float(t_loss)) < 1e-5
+    np.testing.assert_allclose(grad, t_padded.grad.numpy(), atol=1e-6, rtol=0)
+    assert float(f(jnp.asarray(padded), jax.random.key(7))) == pytest.approx(float(loss), abs=1e-6)
+    assert float(f(jnp.asarray(padded), None)) == pytest.approx(float(loss), abs=1e-6)
+
+
+def test_step_loss_tie_breaking_follows_the_key():
+    """All responses tie at the start (masks of ones): which ones get the 'pull to 1' gradient is random."""
+    padded = jnp.full((1, 7, 22, 22), 0.5)
+    grad = jax.grad(lambda p, k: jnp.sum(losses.step_loss(p, jnp.int32(1), k)))
+    g0, g1 = grad(padded, jax.random.key(0)), grad(padded, jax.random.key(1))
+    np.testing.assert_array_equal(g0, grad(padded, jax.random.key(0)))
+    assert not np.array_equal(g0, g1)
+
+
+def test_sgd_matches_torch_sgd_with_dampening():
+    rng = np.random.default_rng(4)
+    start = rng.uniform(size=(5, 6)).astype(np.float32)
+    grads = [rng.normal(size=(5, 6)).astype(np.float32) for _ in range(5)]
+    opt = optim.torch_sgd(0.05, 0.9, 0.9)
+    params, state = jnp.asarray(start), opt.init(jnp.asarray(start))
+    t_params = torch.tensor(start, requires_grad=True)
+    t_opt = tp.sgd([t_params])
+    for g in grads:
+        params, state = optim.clamped_step(opt, params, jnp.asarray(g), state)
+        t_params.grad = torch.tensor(g)
+        t_opt.step()
+        t_params.data = t_params.data.clamp(0, 1)
+        np.testing.assert_allclose(params, t_params.detach().numpy(), atol=1e-6, rtol=0)
+    # the first step uses the raw gradient: lr * g, not lr * 0.1 * g
+    first, _ = opt.update(jnp.ones(3), opt.init(jnp.ones(3)))
+    np.testing.assert_allclose(first, -0.05 * np.ones(3), rtol=1e-6)
+
+
+def test_temporal_kernel_rows_are_normalised_gaussians():
+    k = temporal_kernel(6, 1.0)
+    np.testing.assert_allclose(k.sum(axis=1), 1, rtol=1e-6)
+    assert k[2, 2] > k[2, 3] > k[2, 4] > 0 and k[2, 3] == pytest.approx(k[2, 1])
+
+
+# A small linear classifier, identical in both frameworks: logits = <W_c, video> + b_c.
+T, S, CLASSES = 4, 28, 3
+
+
+def _linear_model(rng):
+    w = (rng.normal(size=(T, S, S, 3, CLASSES)) * 0.02).astype(np.float32)
+    b = np.zeros(CLASSES, np.float32)
+
+    def apply_fn(variables, video):
+        return jnp.einsum("bthwc,thwck->bk", video, variables["w"], precision="highest") + variables["b"]
+
+    def torch_model(x):                       # N x C x T x H x W
+        return torch.einsum("ncthw,thwck->nk", x, torch.tensor(w)) + torch.tensor(b)
+
+    return apply_fn, {"w": w, "b": b}, torch_model
+
+
+def test_full_3d_ep_loop_matches_torch_reference():
+    """50 iterations of two areas, JAX (vmapped, one scan) vs the torch loop (one area after another).
+
+    Both start from the same random seeds. From the original's all-ones start every frame's mask is
+    identical and the first area-loss sort is all ties, so the first step depends on the sort's tie
+    order (torch's default sort does not even specify it); a generic start tests the computation.
+    """
+    rng = np.random.default_rng(5)
+    apply_fn, variables, torch_model = _linear_model(rng)
+    video = rng.normal(size=(1, T, S, S, 3)).astype(np.float32)
+    areas, num_iter = (0.05, 0.2), 50
+    g = mask.MaskGeometry(S, S, 7, 5.0)
+    hp, wp = g.padded_shape
+    init = rng.uniform(0.2, 1, size=(len(areas), T, *g.seed_shape)).astype(np.float32)
+    zeros = jnp.asarray([losses.num_zeros(T * hp * wp, a) for a in areas], jnp.int32)
+    plan = Plan(method="3d", geometry=g, num_iter=num_iter)
+    masks, probs, history, _ = run(apply_fn, plan, variables, jnp.asarray(video), jnp.asarray([1]),
+                                   zeros, jnp.zeros(2, jnp.int32), jax.random.key(0), jnp.asarray(init[:, None]))
+    t_masks, t_hist = tp.extremal_loop(torch_model, torch.tensor(video).permute(0, 4, 1, 2, 3), 1, areas,
+                                       method="3d", num_iter=num_iter, sigma=5.0, init=init)
+    np.testing.assert_allclose(masks[:, 0], t_masks.numpy(), atol=1e-3, rtol=0)
+    for name in ("reward", "area_loss"):
+        np.testing.assert_allclose(history[name][:5, :, 0].T, t_hist[name][:, :5], rtol=1e-5)
+        np.testing.assert_allclose(history[name][:, :, 0].T, t_hist[name], rtol=5e-3)
+    assert float(jnp.abs(masks[0] - masks[1]).max()) > 0.05      # the two areas really differ
