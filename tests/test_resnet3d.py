@@ -1,4 +1,5 @@
 """torchvision's video ResNets: Flax port against the torch reference, conversion paths and errors."""
+import jax
 import numpy as np
 import pytest
 from flax import traverse_util
@@ -64,7 +65,8 @@ def test_taps_match_torch_intermediates(torch_models):
     model_t = torch_models[name]
     video = _clip(4)
     variables = wc.convert_state_dict(state_dict_numpy(model_t), get_spec(name))
-    _, state = get_spec(name).make_module().apply(variables, video, mutable=["intermediates"])
+    module = get_spec(name).make_module()
+    _, state = jax.jit(lambda v, x: module.apply(v, x, mutable=["intermediates"]))(variables, video)
     with torch.no_grad():
         expected = model_t.forward_features(torch.from_numpy(video.transpose(0, 4, 1, 2, 3).copy()))
     for tap in ("stem", "layer1", "layer2", "layer3", "layer4"):
