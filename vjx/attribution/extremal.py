@@ -194,6 +194,9 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
         sigma = spec.ep_sigma if spec is not None and spec.crop == height == width else default_sigma(min(height, width))
     geometry = MaskGeometry(height, width, config.step, float(sigma))
     hp, wp = geometry.padded_shape
+    if min(hp - height, wp - width) < geometry.margin:
+        raise VjxError(f"mask sigma {sigma} is too small for step {config.step}: the smooth mask does not "
+                       f"cover {height}x{width} frames; use sigma >= step / 2 or so")
     size = hp * wp if method == "2d" else frames * hp * wp
     zeros = np.array([losses.num_zeros(size, a) for a in config.areas], np.int32)
     top_k = np.zeros(len(config.areas), np.int32)
