@@ -131,3 +131,17 @@ def test_missing_and_unexpected_keys_are_named(tsm_pair):
     state = dict(tsm_pair[1], **{"module.base_model.extra.weight": np.zeros(3, np.float32)})
     with pytest.raises(VjxError, match=r"unexpected keys .*module.base_model.extra.weight"):
         convert_state_dict(state, get_spec("tsm"))
+
+
+def test_module_prefix_is_optional(tsm_pair, epic_pair):
+    """DataParallel's ``module.`` prefix: TSM's own checkpoints have it, EPIC's hub ones do not."""
+    spec = get_spec("tsm")
+    bare = {k.removeprefix("module."): v for k, v in tsm_pair[1].items()}
+    prefixed_epic = {f"module.{k}": v for k, v in epic_pair[1].items()}
+    for original, renamed, kwargs in ((tsm_pair[1], bare, dict(spec=spec)),
+                                      (epic_pair[1], prefixed_epic, dict(spec=_epic_spec("verb"), head="verb"))):
+        assert detect_layout(renamed).name == detect_layout(original).name
+        a = jax.tree_util.tree_leaves(convert_state_dict(original, **kwargs))
+        b = jax.tree_util.tree_leaves(convert_state_dict(renamed, **kwargs))
+        assert len(a) == len(b) == 53 + 4 * 53 + 2  # conv kernels, BatchNorm scale/bias/mean/var, head
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
