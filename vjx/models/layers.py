@@ -131,9 +131,29 @@ def _explicit_padding(padding, sizes, kernel_size, strides) -> list[tuple[int, i
 
 
 def max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int], padding: Padding) -> jax.Array:
-    """Max pooling over the spatial axes of ``B x *spatial x C`` with explicit ``-inf`` padding."""
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1),
-                             [(0, 0)] + [tuple(p) for p in padding] + [(0, 0)])
+    """Max pooling over the spatial axes of ``B x *spatial x C`` with explicit ``-inf`` padding.
+
+    Computed one axis at a time, innermost first, as a running ``where(next > best, next, best)``
+    over strided slices: the same values as ``lax.reduce_window``, and the gradient goes to the
+    first maximum of each window in raster order, as in PyTorch (``jnp.maximum`` would split ties).
+    Why not ``reduce_window``: its gradient (select-and-scatter) is 2-5x slower than PyTorch's on
+    XLA CPU; slices and selects are as fast as PyTorch.
+    """
+    nd = len(window)
+    for axis in reversed(range(1, 1 + nd)):
+        k, s, (low, high) = window[axis - 1], strides[axis - 1], padding[axis - 1]
+        if k == 1 and s == 1 and low == high == 0:
+            continue
+        pad = [(0, 0, 0)] * x.ndim
+        pad[axis] = (low, high, 0)
+        x = lax.pad(x, jnp.array(-jnp.inf, x.dtype), pad)
+        out = (x.shape[axis] - k) // s + 1
+        best = None
+        for j in range(k):
+            nxt = lax.slice_in_dim(x, j, j + (out - 1) * s + 1, s, axis)
+            best = nxt if best is None else jnp.where(nxt > best, nxt, best)
+        x = best
+    return x
 
 
 def tap(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
