@@ -56,7 +56,8 @@ class GradientConfig:
     """Options of :func:`gradient` and :func:`gradient_x_input`.
 
     Attributes:
-      polarity: ``"both"`` (|g|, the original's default), ``"positive"`` or ``"negative"``.
+      polarity: ``"both"`` (|g|, the original's default; REFERENCE.md's reading, whereas the
+        original's ``gradients()`` clips signed values at 0), ``"positive"`` or ``"negative"``.
       normalize: percentile display normalisation of the maps (False: raw gray maps).
     """
 
@@ -328,7 +329,8 @@ def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradCon
     Noise ``N(0, (noise_level * (max - min))^2)`` per video; sample ``i`` draws its noise from
     ``fold_in(key, i)``, so the result depends on ``key`` only (not on ``batch_size``). The map is
     the sum over channels of ``|statistic|``, then display-normalised. The gradient statistics are
-    compiled per (samples, noise_level, batch_size); switching ``variant`` or ``normalize`` reuses them.
+    compiled per (samples, noise_level, batch_size); switching ``variant`` or ``normalize`` does not
+    recompile them.
 
     Args: as :func:`gradient`; ``key`` (a ``jax.random`` key) is required.
     Returns:
