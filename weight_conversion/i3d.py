@@ -27,10 +27,10 @@ from weight_conversion.common import FlatVariables, Layout, StateDict, check_all
 
 _HASSONY_BRANCHES = {"b0": "branch_0", "b1a": "branch_1.0", "b1b": "branch_1.1", "b2a": "branch_2.0",
                      "b2b": "branch_2.1", "b3b": "branch_3.1"}
-# layout -> (BatchNorm attribute, logits prefix)
-_BN_NAME = {"pytorch_i3d": "bn", "kinetics_i3d_pytorch": "batch3d"}
-_LOGITS = {"pytorch_i3d": "logits.conv3d", "kinetics_i3d_pytorch": "conv3d_0c_1x1.conv3d"}
-TORCH_LAYOUTS = tuple(_BN_NAME)
+# layout -> the BatchNorm attribute of a unit; layout -> the logits conv module.
+BN_NAMES = {"pytorch_i3d": "bn", "kinetics_i3d_pytorch": "batch3d"}
+LOGITS_PREFIX = {"pytorch_i3d": "logits.conv3d", "kinetics_i3d_pytorch": "conv3d_0c_1x1.conv3d"}
+TORCH_LAYOUTS = tuple(BN_NAMES)
 
 
 def units() -> Iterator[tuple[str, ...]]:
@@ -55,7 +55,7 @@ def to_flax(state_dict: StateDict, spec=None, head: str | None = None, *, layout
     """A torch state dict of ``layout`` -> flat Flax variables (``spec``/``head`` unused: one head)."""
     del spec, head
     used: set[str] = set()
-    bn = _BN_NAME[layout]
+    bn = BN_NAMES[layout]
     flat: FlatVariables = {}
     for path in units():
         prefix = torch_prefix(layout, path)
@@ -69,7 +69,7 @@ def to_flax(state_dict: StateDict, spec=None, head: str | None = None, *, layout
         flat[("params", *path, "bn", "bias")] = take(state_dict, used, f"{prefix}.{bn}.bias")
         flat[("batch_stats", *path, "bn", "mean")] = take(state_dict, used, f"{prefix}.{bn}.running_mean") * gamma
         flat[("batch_stats", *path, "bn", "var")] = take(state_dict, used, f"{prefix}.{bn}.running_var")
-    logits = _LOGITS[layout]
+    logits = LOGITS_PREFIX[layout]
     flat[("params", "logits", "kernel")] = conv_kernel(take(state_dict, used, f"{logits}.weight"))
     flat[("params", "logits", "bias")] = take(state_dict, used, f"{logits}.bias")
     check_all_used(state_dict, used)
@@ -78,10 +78,10 @@ def to_flax(state_dict: StateDict, spec=None, head: str | None = None, *, layout
 
 def to_torch(variables: Mapping, layout: str = "pytorch_i3d") -> dict[str, np.ndarray]:
     """Flax I3D variables -> a torch state dict of ``layout`` (BatchNorm gamma = 1)."""
-    if layout not in _BN_NAME:
+    if layout not in BN_NAMES:
         raise VjxError(f"unknown I3D layout {layout!r}; choose one of {', '.join(TORCH_LAYOUTS)}")
     params, stats = variables["params"], variables["batch_stats"]
-    bn = _BN_NAME[layout]
+    bn = BN_NAMES[layout]
     out: dict[str, np.ndarray] = {}
     for path in units():
         prefix = torch_prefix(layout, path)
@@ -93,7 +93,7 @@ def to_torch(variables: Mapping, layout: str = "pytorch_i3d") -> dict[str, np.nd
         out[f"{prefix}.{bn}.running_mean"] = np.asarray(s["bn"]["mean"], np.float32)
         out[f"{prefix}.{bn}.running_var"] = np.asarray(s["bn"]["var"], np.float32)
         out[f"{prefix}.{bn}.num_batches_tracked"] = np.zeros((), np.int64)
-    logits = _LOGITS[layout]
+    logits = LOGITS_PREFIX[layout]
     out[f"{logits}.weight"] = np.ascontiguousarray(
         np.asarray(params["logits"]["kernel"], np.float32).transpose(4, 3, 0, 1, 2))
     out[f"{logits}.bias"] = np.asarray(params["logits"]["bias"], np.float32)

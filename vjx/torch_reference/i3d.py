@@ -13,7 +13,7 @@ from torch import nn
 
 from vjx.models.i3d import BN_EPSILON, BRANCH_UNITS, HEAD_POOL, MIXED, POOLS, STEM
 from vjx.models.layers import tf_same_padding
-from weight_conversion.i3d import _BN_NAME, _LOGITS, TORCH_LAYOUTS, torch_prefix
+from weight_conversion.i3d import BN_NAMES, LOGITS_PREFIX, TORCH_LAYOUTS, torch_prefix
 
 
 def _same_pad(x: torch.Tensor, kernel, strides, value: float = 0.0) -> torch.Tensor:
@@ -54,7 +54,7 @@ class InceptionI3d(nn.Module):
 
     def __init__(self, num_classes: int = 400, layout: str = "pytorch_i3d"):
         super().__init__()
-        bn = _BN_NAME[layout]
+        bn = BN_NAMES[layout]
         self.units: dict[tuple[str, ...], Unit3D] = {}  # plain dict: registration happens in _register
         cin = 3
         for name, (features, kernel, strides) in STEM.items():
@@ -68,7 +68,7 @@ class InceptionI3d(nn.Module):
                 self._add(layout, (block, unit), Unit3D(i, o, (k, k, k), bn_name=bn))
             cin = w0 + w1b + w2b + w3b
         self.head = {"logits": nn.Conv3d(cin, num_classes, 1, bias=True)}  # plain dict, as above
-        _register(self, _LOGITS[layout], self.head["logits"])
+        _register(self, LOGITS_PREFIX[layout], self.head["logits"])
 
     def _add(self, layout: str, path: tuple[str, ...], unit: Unit3D) -> None:
         _register(self, torch_prefix(layout, path), unit)
