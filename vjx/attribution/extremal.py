@@ -20,8 +20,6 @@ Deliberate differences from the original code:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -191,7 +189,8 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
     sigma = config.sigma
     if sigma is None:
         spec = getattr(model, "spec", None)
-        sigma = spec.ep_sigma if spec is not None and spec.crop == height == width else default_sigma(min(height, width))
+        matches_spec = spec is not None and spec.crop == height == width
+        sigma = spec.ep_sigma if matches_spec else default_sigma(min(height, width))
     geometry = MaskGeometry(height, width, config.step, float(sigma))
     hp, wp = geometry.padded_shape
     if min(hp - height, wp - width) < geometry.margin:
@@ -202,17 +201,18 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
     top_k = np.zeros(len(config.areas), np.int32)
     if method == "step":
         if frames < losses.CORE_SHAPE[0] or min(hp, wp) < losses.CORE_SHAPE[1]:
-            raise VjxError(f"STEP needs at least {losses.CORE_SHAPE[0]} frames, got {frames}; use ep3d")
+            raise VjxError(f"STEP needs at least {losses.CORE_SHAPE[0]} frames and frames of {losses.CORE_SHAPE[1]}+ "
+                           f"mask pixels, got {frames} frames; use ep3d")
         top_k = np.array([losses.core_top_k(a, frames, (hp, wp)) for a in config.areas], np.int32)
     is_step = method == "step"
+    reward_weight = config.reward_weight if config.reward_weight is not None else (1.0 if is_step else 100.0)
+    area_growth = config.area_growth if config.area_growth is not None else (STEP_AREA_GROWTH if is_step else 1.0)
     plan = Plan(
         method="3d" if method == "3d_smooth" else method, geometry=geometry, num_iter=config.num_iter,
         variant=config.variant, perturbation=config.perturbation, num_levels=config.num_levels,
         max_blur=float(config.max_blur), learning_rate=float(config.learning_rate),
         momentum=float(config.momentum), dampening=float(config.dampening),
-        reward_weight=float(config.reward_weight if config.reward_weight is not None else (1.0 if is_step else 100.0)),
-        area_weight=float(config.area_weight),
-        area_growth=float(config.area_growth if config.area_growth is not None else (STEP_AREA_GROWTH if is_step else 1.0)),
+        reward_weight=float(reward_weight), area_weight=float(config.area_weight), area_growth=float(area_growth),
         step_weight=float(config.step_weight), step_start=int(config.step_start),
         temporal_sigma=float(config.temporal_sigma) if method == "3d_smooth" else None)
     key = jax.random.key(0) if key is None else key
