@@ -55,16 +55,6 @@ _ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_G
               _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
 
 
-def parse_areas(values: list[str] | None) -> tuple[float, ...] | None:
-    """``--perturb_area`` strings -> floats (None if the flag was not given)."""
-    if values is None:
-        return None
-    try:
-        return tuple(float(v) for v in values)
-    except ValueError:
-        raise VjxError(f"--perturb_area {','.join(values)!r} is not a comma list of numbers in (0, 1)") from None
-
-
 def video_paths() -> tuple[str, ...]:
     """The videos of --video / --videos_dir (the bundled clip if neither is given)."""
     from vjx import data
@@ -85,7 +75,7 @@ def main(argv: list[str]) -> None:
 
     from vjx import pipeline
 
-    areas = parse_areas(_AREAS.value)
+    areas = pipeline.parse_areas(_AREAS.value)
     num_iter = _NUM_ITER.value
     if _METHOD.value in pipeline.EXTREMAL_METHODS and jax.default_backend() == "cpu" \
             and num_iter is None and areas is None:

@@ -129,6 +129,16 @@ def check_request(request: Request) -> str:
     return label_set
 
 
+def parse_areas(values: Sequence[str] | None) -> tuple[float, ...] | None:
+    """``--perturb_area`` strings -> checked floats (None if the flag was not given)."""
+    if values is None:
+        return None
+    try:
+        return check_areas([float(v) for v in values])
+    except ValueError:
+        raise VjxError(f"--perturb_area {','.join(values)!r} is not a comma list of numbers in (0, 1)") from None
+
+
 def check_areas(areas: Sequence[float]) -> tuple[float, ...]:
     """The areas as floats, each strictly inside (0, 1) (else a VjxError naming --perturb_area)."""
     if not areas:
@@ -224,10 +234,12 @@ class _ModelFn:
 
     The attribution loops call the model once per iteration; a ``jax.debug.callback`` without
     arguments runs once per call even under ``vmap`` over areas, which drives the progress bar.
+    With a ``sharding`` (a NamedSharding over the batch axis) every model input inside the compiled
+    loop is constrained to it, so XLA splits the model's work over the devices by video.
     """
 
-    def __init__(self, apply_fn: Callable[..., Any], dtype: Any):
-        self.apply_fn, self.dtype = apply_fn, dtype
+    def __init__(self, apply_fn: Callable[..., Any], dtype: Any, sharding: jax.sharding.Sharding | None = None):
+        self.apply_fn, self.dtype, self.sharding = apply_fn, dtype, sharding
         self.listener: Callable[[], None] | None = None
 
     def _tick(self) -> None:
@@ -236,17 +248,19 @@ class _ModelFn:
 
     def __call__(self, variables, video, **kwargs):
         jax.debug.callback(self._tick)
+        if self.sharding is not None:
+            video = jax.lax.with_sharding_constraint(video, self.sharding)
         out = self.apply_fn(variables, video.astype(self.dtype), **kwargs)
         if isinstance(out, tuple):
             return (out[0].astype(jnp.float32), *out[1:])
         return out.astype(jnp.float32)
 
     def __hash__(self) -> int:
-        return hash((self.apply_fn, jnp.dtype(self.dtype).name))
+        return hash((self.apply_fn, jnp.dtype(self.dtype).name, self.sharding))
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, _ModelFn) and self.apply_fn == other.apply_fn
-                and jnp.dtype(self.dtype) == jnp.dtype(other.dtype))
+                and jnp.dtype(self.dtype) == jnp.dtype(other.dtype) and self.sharding == other.sharding)
 
 
 @dataclasses.dataclass
@@ -264,10 +278,11 @@ class Runner:
     config: Any
     dtype: str = "float32"
     seed: int = 0
+    sharding: jax.sharding.Sharding | None = None
 
     def __post_init__(self):
         dtype = DTYPES[self.dtype]
-        self.fn = _ModelFn(self.model.apply_fn, dtype)
+        self.fn = _ModelFn(self.model.apply_fn, dtype, self.sharding)
         self.variables = jax.tree_util.tree_map(
             lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, self.model.variables)
         self.predict = jax.jit(lambda variables, x: jax.nn.softmax(self.fn(variables, x), axis=-1))
@@ -314,9 +329,9 @@ def make_config(request: Request, model: Model) -> Any:
     return attribution.GradCamConfig(layer=spec.gradcam_layer)
 
 
-def make_runner(request: Request, model: Model) -> Runner:
+def make_runner(request: Request, model: Model, sharding: jax.sharding.Sharding | None = None) -> Runner:
     """A :class:`Runner` for ``model`` with the request's method, config, dtype and seed."""
-    return Runner(model, request.method, make_config(request, model), request.dtype, request.seed)
+    return Runner(model, request.method, make_config(request, model), request.dtype, request.seed, sharding)
 
 
 @contextlib.contextmanager
@@ -370,6 +385,14 @@ class OutputWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.rollback()
+
+    def subdir(self, name: str) -> pathlib.Path:
+        """Creates ``directory/name`` if missing; it is removed on rollback if this writer made it and it is empty."""
+        path = self.directory / name
+        if not path.is_dir():
+            path.mkdir()
+            self.created_dirs.append(path.absolute())
+        return path
 
     def write(self, name: str, payload: bytes) -> pathlib.Path:
         """Writes ``payload`` to ``directory/name`` via a temporary file and ``os.replace``."""
