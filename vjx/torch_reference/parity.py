@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +60,14 @@ def state_dict_numpy(model: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
 
 
+@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.value_and_grad, argnums=2, has_aux=True)
+def _flax_logits_and_grad(apply_fn, variables, videos, targets):
+    """(sum of the target logits, logits B x K) and the input gradient; weights stay arguments."""
+    logits = apply_fn(variables, videos)
+    return jnp.take_along_axis(logits, targets[:, None], axis=1).sum(), logits
+
+
 def compare_models(torch_model: torch.nn.Module, apply_fn, variables, videos: np.ndarray, *,
                    topk: int = 5) -> ModelParity:
     """Runs both models on ``videos`` (float32 ``B x T x H x W x 3``) and measures the gaps."""
@@ -71,13 +80,8 @@ def compare_models(torch_model: torch.nn.Module, apply_fn, variables, videos: np
     t_grad = x_torch.grad.numpy().transpose(0, 2, 3, 4, 1)
     t_logits = t_logits.detach().numpy()
 
-    idx = jnp.asarray(target.numpy())
-
-    def target_logit(x):
-        logits = apply_fn(variables, x)
-        return jnp.take_along_axis(logits, idx[:, None], axis=1).sum(), logits
-
-    (_, f_logits), f_grad = jax.jit(jax.value_and_grad(target_logit, has_aux=True))(jnp.asarray(videos))
+    (_, f_logits), f_grad = _flax_logits_and_grad(apply_fn, variables, jnp.asarray(videos),
+                                                  jnp.asarray(target.numpy()))
     f_logits, f_grad = np.asarray(f_logits), np.asarray(f_grad)
 
     t_top = np.argsort(-t_logits, axis=1)[:, :topk]
