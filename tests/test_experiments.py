@@ -87,7 +87,9 @@ def test_explain_end_to_end(videos, tmp_path, shared_data):
         np.testing.assert_allclose(maps["preserved"], [a["preserved_probability"] for a in entry["areas"]], rtol=1e-6)
         assert iio.imread(out / f"{entry['video']}.png").shape[0] > 300
         gif = iio.imread(out / f"{entry['video']}_area0.05.gif", index=None)
-        assert gif.shape[:3] == (16, 112, 224)
+        assert gif.shape[1:3] == (112, 224)
+        # Pillow merges identical consecutive frames (the short clip's repeats) into longer ones
+        assert len(gif) == 16 if entry["video"] != "notaclass-clip2" else 8 <= len(gif) <= 16
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
 
 
