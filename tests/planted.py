@@ -29,15 +29,18 @@ def block_indicator(shape=(T, SIZE, SIZE), block=BLOCK) -> np.ndarray:
 
 
 class PlantedEvidence(nn.Module):
-    """``B x T x SIZE x SIZE x 3 -> B x 3`` logits; class 1 = gain * mean redness inside the block."""
+    """``B x T x H x W x 3 -> B x 3`` logits; class 1 = gain * mean redness inside ``block``.
 
-    gain: float = 20.0
+    Any clip shape works (default: ``T x SIZE x SIZE`` with ``BLOCK``); the block must fit in it.
+    """
+
+    block: tuple = BLOCK
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
         features = nn.relu(Conv(1, (1, 1, 1), use_bias=False, name="redness")(x))   # B T H W 1
         features = tap(self, "features", features)
-        inside = jnp.asarray(block_indicator())[None, ..., None]
+        inside = jnp.asarray(block_indicator(x.shape[1:4], self.block))[None, ..., None]
         evidence = (features * inside).sum((1, 2, 3)) / inside.sum()                  # B 1
         return nn.Dense(NUM_CLASSES, name="head")(evidence)
 
@@ -50,10 +53,10 @@ def planted_variables(gain: float = 20.0) -> dict:
                        "head": {"kernel": head, "bias": np.array([0.0, -gain / 4, 0.0], np.float32)}}}
 
 
-def planted_video(batch: int = 1) -> np.ndarray:
-    """float32 ``B x T x SIZE x SIZE x 3``: gray (0.5) with a pure red box in the block."""
-    video = np.full((batch, T, SIZE, SIZE, 3), 0.5, np.float32)
-    (t0, t1), (h0, h1), (w0, w1) = BLOCK
+def planted_video(batch: int = 1, shape=(T, SIZE, SIZE), block=BLOCK) -> np.ndarray:
+    """float32 ``B x T x H x W x 3`` (default ``T x SIZE x SIZE``): gray (0.5) with a pure red box in the block."""
+    video = np.full((batch, *shape, 3), 0.5, np.float32)
+    (t0, t1), (h0, h1), (w0, w1) = block
     video[:, t0:t1, h0:h1, w0:w1] = (1.0, 0.0, 0.0)
     return video
 

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.planted import BLOCK, block_indicator, planted_apply, planted_variables, planted_video
+from tests.planted import (BLOCK, PlantedEvidence, block_indicator, planted_apply, planted_variables,
+                           planted_video)
 from vjx.attribution import extremal
 from vjx.attribution.extremal import ExtremalConfig
 from vjx.attribution.perturbation import loop
@@ -32,32 +33,57 @@ def _run(method, num_iter=80, areas=None, **overrides):
                                      variables=planted_variables(GAIN))
 
 
+# Ground truth (the issue's bar) needs a geometry where a perfect smooth mask can hold >= 80% of its
+# mass inside the block: a 36 px block in 48 px frames, on 10 of 16 frames.
+# - step 4, sigma 3: seed points every 4 px (8, 12, ..., 40) sit inside the block [6, 42), the outer
+#   ones 2 px from its edges, so the mask's plateau ends at the edge and its smooth fall-off (about
+#   1 px of mass per side at sigma 3) costs ~10% of the mass; at sigma 4 px, 12 px blocks cap it at ~0.7.
+# - 10 block frames: STEP's 7-frame ellipsoid fits inside at 4 temporal positions (x 9 spatial), more
+#   than the 27 responses its top-k pulls to 1 at this area; in an 8-frame clip it fit nowhere.
+# - reward weight 1000: the planted logit averages redness over the block's 12960 pixels, so one mask
+#   pixel moves it ~20x less than in the small clip; at 100 (and STEP's 1) the area loss, whose ties
+#   at the all-ones start favour the clip's last frames, keeps evidence-free frames instead.
+# - step_start stays the original's 101: the STEP loss starts once the frames without evidence emptied.
+BIG_SHAPE = (16, 48, 48)
+BIG_BLOCK = ((3, 13), (6, 42), (6, 42))
+BIG_STEP, BIG_SIGMA, BIG_ITER = 4, 3.0, 400
+BIG_INSIDE = block_indicator(BIG_SHAPE, BIG_BLOCK)
+
+
+def _big_apply(variables, video):
+    return PlantedEvidence(block=BIG_BLOCK).apply(variables, video)
+
+
 @pytest.fixture(scope="module")
 def found():
-    return {m: _run(m) for m in ("ep3d", "step")}
+    hp, wp = MaskGeometry(*BIG_SHAPE[1:], BIG_STEP, BIG_SIGMA).padded_shape
+    area = 0.9 * BIG_INSIDE.sum() / (BIG_SHAPE[0] * hp * wp)          # 90% of the block's volume
+    config = ExtremalConfig(areas=(area,), num_iter=BIG_ITER, step=BIG_STEP, sigma=BIG_SIGMA, reward_weight=1000.0)
+    video = planted_video(1, BIG_SHAPE, BIG_BLOCK)
+    return {m: getattr(extremal, m)(_big_apply, video, np.array([1]), config, variables=planted_variables(GAIN))
+            for m in ("ep3d", "step")}
 
 
-@pytest.mark.parametrize("method,min_inside", [("ep3d", 0.6), ("step", 0.45)])
-def test_finds_the_planted_block(found, method, min_inside):
-    """The block is 7% of the clip; the mask's smooth edges (sigma 4 px around a 12 px block) cap the
-    share of mass a perfect mask can put inside at about 0.7."""
+@pytest.mark.parametrize("method", ["ep3d", "step"])
+def test_finds_the_planted_block(found, method):
+    """At an area of 90% of the block's volume, >= 80% of the mask mass lies inside the block and
+    every frame holding it points (argmax) inside it (measured: 0.85 for both methods)."""
     r = found[method]
     masks = np.asarray(r.masks[0, 0])
-    assert r.masks.shape == (1, 1, 8, 32, 32) and masks.min() >= 0 and masks.max() <= 1
-    inside = (masks * INSIDE).sum() / masks.sum()
-    assert inside >= min_inside, inside
-    for f in BLOCK_FRAMES:                                   # pointing game on every frame with the block
-        assert INSIDE[f].ravel()[masks[f].argmax()] == 1, f
-        if method == "ep3d":             # STEP's 7-frame ellipsoid thins out at its ends in an 8-frame clip
-            assert masks[f][INSIDE[f] == 1].mean() > 0.75        # the block is kept
+    assert r.masks.shape == (1, 1, *BIG_SHAPE) and masks.min() >= 0 and masks.max() <= 1
+    inside = (masks * BIG_INSIDE).sum() / masks.sum()
+    assert inside >= 0.8, inside
+    for f in range(*BIG_BLOCK[0]):                           # pointing game on every frame with the block
+        assert BIG_INSIDE[f].ravel()[masks[f].argmax()] == 1, f
+        assert masks[f][BIG_INSIDE[f] == 1].mean() > 0.6, f   # the block is kept on every frame
     assert float(r.probabilities[0, 0]) > 0.5
-    assert r.history["reward"].shape == (1, 1, 80)
+    assert r.history["reward"].shape == (1, 1, BIG_ITER)
     assert ("step_loss" in r.history) == (method == "step")
 
 
 def test_3d_ep_leaves_the_frames_without_evidence_empty(found):
     masks = np.asarray(found["ep3d"].masks[0, 0])
-    assert masks[[0, 1, 6, 7]].max() < 0.05
+    assert masks[[0, 1, 2, 13, 14, 15]].max() < 0.05
 
 
 def test_ep2d_holds_every_frame_to_the_area():
