@@ -1,4 +1,6 @@
 """Extremal perturbation end to end: ground truth on the planted model, variants, errors, jit cache."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -171,3 +173,16 @@ def test_bad_inputs_are_vjx_errors():
     with pytest.raises(VjxError, match="frames"):
         short = np.zeros((1, 4, 32, 32, 3), np.float32)
         extremal.step(lambda v, x: jnp.zeros((x.shape[0], 3)), short, np.array([1]), config, variables={})
+
+
+def test_area_groups_run_in_turn_with_the_same_result():
+    """area_batch bounds memory by running groups of areas one after another in the same loop."""
+    config = ExtremalConfig(areas=(0.05, 0.1, 0.2, 0.3), num_iter=3, step=STEP, sigma=SIGMA, step_start=0)
+    together = extremal.step(planted_apply, planted_video(1), np.array([1]), config, variables=planted_variables())
+    in_turn = extremal.step(planted_apply, planted_video(1), np.array([1]),
+                            dataclasses.replace(config, area_batch=2), variables=planted_variables())
+    np.testing.assert_allclose(in_turn.masks, together.masks, atol=1e-5)
+    np.testing.assert_allclose(in_turn.history["reward"], together.history["reward"], rtol=1e-5)
+    with pytest.raises(VjxError, match="area_batch 3 must be a positive divisor"):
+        extremal.step(planted_apply, planted_video(1), np.array([1]), dataclasses.replace(config, area_batch=3),
+                      variables=planted_variables())

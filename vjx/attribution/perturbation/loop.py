@@ -38,6 +38,8 @@ class Plan:
       area_growth: per-iteration growth of the area weight.
       step_weight, step_start: STEP loss weight from iteration ``step_start`` on (0 before).
       temporal_sigma: if set, seeds are Gaussian-smoothed over time (in frames) before upsampling.
+      area_batch: areas vmapped together; groups of them run one after another (``lax.map``) inside
+        each iteration, bounding memory. None = all areas at once. Must divide the number of areas.
     """
 
     method: str
@@ -56,6 +58,7 @@ class Plan:
     step_weight: float = 300.0
     step_start: int = 101
     temporal_sigma: float | None = None
+    area_batch: int | None = None
 
 
 def temporal_kernel(frames: int, sigma: float) -> np.ndarray:
@@ -130,9 +133,19 @@ def run(apply_fn: Callable[..., jax.Array], plan: Plan, variables: Any, videos: 
     optimizer = torch_sgd(plan.learning_rate, plan.momentum, plan.dampening)
     seeds = jnp.ones((num_areas, b, t, *plan.geometry.seed_shape), jnp.float32) if init is None else init
 
+    group = plan.area_batch or num_areas
+
+    def area_grads(seeds, it):
+        if group == num_areas:
+            return grad_areas(seeds, zeros, top_k, it, area_keys)
+        split = lambda a: a.reshape(num_areas // group, group, *a.shape[1:])      # noqa: E731
+        out = jax.lax.map(lambda args: grad_areas(*args[:3], it, args[3]),
+                          tuple(split(a) for a in (seeds, zeros, top_k, area_keys)))
+        return jax.tree_util.tree_map(lambda a: a.reshape(num_areas, *a.shape[2:]), out)
+
     def body(carry, it):
         seeds, state = carry
-        grads, terms = grad_areas(seeds, zeros, top_k, it, area_keys)
+        grads, terms = area_grads(seeds, it)
         seeds, state = clamped_step(optimizer, seeds, grads, state)
         return (seeds, state), terms
 
