@@ -24,7 +24,7 @@ from absl import flags
 from experiments import _cli
 from vjx.errors import VjxError
 
-CPU_NUM_ITER = 20
+CPU_NUM_ITER = 6
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders and/or video files "
                                   "(the label is each name up to its first '-').")

@@ -286,8 +286,12 @@ class Runner:
         self.variables = jax.tree_util.tree_map(
             lambda v: v.astype(dtype) if jnp.issubdtype(v.dtype, jnp.floating) else v, self.model.variables)
         self.predict = jax.jit(lambda variables, x: jax.nn.softmax(self.fn(variables, x), axis=-1))
-        self.calls_per_batch = (self.config.num_iter + len(self.config.areas) + 1
-                                if self.method in EXTREMAL_METHODS else 1)
+        if self.method in EXTREMAL_METHODS:   # per iteration, one model call per group of areas
+            areas = len(self.config.areas)
+            groups = areas // (self.config.area_batch or areas)
+            self.calls_per_batch = self.config.num_iter * groups + areas + 1
+        else:
+            self.calls_per_batch = 1
 
     @property
     def rows(self) -> list[str]:
