@@ -85,7 +85,7 @@ def main(argv: list[str]) -> None:
     output_dir = _OUTPUT_DIR.value or os.path.join("visual_res", _METHOD.value, _MODEL.value, _SAVE_LABEL.value)
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
-        areas=areas or pipeline.DEFAULT_AREAS, num_iter=num_iter or 2000, polarity=_POLARITY.value,
+        areas=areas or pipeline.DEFAULT_AREAS, num_iter=2000 if num_iter is None else num_iter, polarity=_POLARITY.value,
         target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir, seed=_SEED.value,
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values)
     summary = pipeline.explain(request)
