@@ -44,12 +44,41 @@ def conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: Paddi
       ``B x *out x Cout`` with ``out = (n + low + high - k) // s + 1`` per axis.
     """
     nd = len(strides)
-    dims = _DIMENSION_NUMBERS[nd]
-    if all(s == 1 for s in strides):
-        return lax.conv_general_dilated(x, kernel, (1,) * nd, list(padding), dimension_numbers=dims)
-    x = jnp.pad(x, [(0, 0)] + [tuple(p) for p in padding] + [(0, 0)])
-    x, kernel = _space_to_depth(x, kernel, tuple(strides))
-    return lax.conv_general_dilated(x, kernel, (1,) * nd, "VALID", dimension_numbers=dims)
+    padding = [tuple(p) for p in padding]
+    if any(s != 1 for s in strides):
+        x = jnp.pad(x, [(0, 0)] + padding + [(0, 0)])
+        x, kernel = _space_to_depth(x, kernel, tuple(strides))
+        padding = [(0, 0)] * nd
+    if nd == 3 and jax.default_backend() == "cpu":
+        return _conv3d_as_2d(x, kernel, padding)
+    return lax.conv_general_dilated(x, kernel, (1,) * nd, padding, dimension_numbers=_DIMENSION_NUMBERS[nd])
+
+
+def _conv3d_as_2d(x, kernel, padding):
+    """A stride-1 3-d convolution computed by 2-d convolutions (same values, CPU-fast).
+
+    XLA:CPU hands 2-d convolutions to a tuned library (YNNPACK) but runs 3-d ones, and their
+    gradients, in a generic loop 2-3x slower. A ``kT x 1 x 1`` kernel is a 2-d ``kT x 1``
+    convolution of the clip viewed as ``B x T x (H W) x C``; any other kernel convolves every
+    frame in 2-d after the ``kT`` time-shifted copies of the clip are stacked on the channels
+    (kernel ``kH x kW x (kT Cin) x Cout``).
+    """
+    kt, kh, kw, cin, cout = kernel.shape
+    (t_pad, h_pad, w_pad) = padding
+    b, t, h, w, c = x.shape
+    dims = _DIMENSION_NUMBERS[2]
+    if kh == kw == 1 and h_pad == w_pad == (0, 0):
+        y = lax.conv_general_dilated(x.reshape(b, t, h * w, c), kernel.reshape(kt, 1, cin, cout), (1, 1),
+                                     [t_pad, (0, 0)], dimension_numbers=dims)
+        return y.reshape(b, y.shape[1], h, w, cout)
+    x = jnp.pad(x, [(0, 0), t_pad, (0, 0), (0, 0), (0, 0)])
+    out_t = x.shape[1] - kt + 1
+    if kt > 1:
+        x = jnp.concatenate([x[:, i:i + out_t] for i in range(kt)], axis=-1)
+    kernel = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * cin, cout)
+    y = lax.conv_general_dilated(x.reshape(b * out_t, h, w, kt * c), kernel, (1, 1), [h_pad, w_pad],
+                                 dimension_numbers=dims)
+    return y.reshape(b, out_t, *y.shape[1:])
 
 
 def _space_to_depth(x, kernel, strides):
