@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import jax
 
+Progress = Callable[[int, int], None]
+
 
 def steps_per_call(total: int, requested: int | None = None) -> int:
     """Loop iterations per compiled call: ``requested`` if given, else 1 on CPU and ``total`` elsewhere."""
@@ -35,3 +37,28 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any = None
     x = None if xs is None else jax.tree_util.tree_map(lambda a: a[0], xs)
     carry, y = body(carry, x)
     return carry, jax.tree_util.tree_map(lambda a: a[None], y)
+
+
+def drive(advance: Callable[[Any, Any], Any], carry: Any, xs: Any, *, requested: int | None = None,
+          progress: Progress | None = None) -> Any:
+    """Folds ``carry = advance(carry, chunk)`` over consecutive chunks of ``xs``'s leading axis.
+
+    Each chunk holds :func:`steps_per_call` items (the last may be shorter); ``advance`` is a
+    compiled function that scans over its chunk (see :func:`scan`). ``progress(done, total)`` is
+    called after each chunk, once its result is ready.
+    """
+    total = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    per_call = steps_per_call(total, requested)
+    for start in range(0, total, per_call):
+        carry = advance(carry, jax.tree_util.tree_map(lambda a: a[start:start + per_call], xs))
+        if progress is not None:
+            jax.block_until_ready(carry)
+            progress(min(start + per_call, total), total)
+    return carry
+
+
+def finished(progress: Progress | None, result: Any) -> None:
+    """Reports a one-step method as done (``progress(1, 1)``) once ``result`` is ready."""
+    if progress is not None:
+        jax.block_until_ready(result)
+        progress(1, 1)

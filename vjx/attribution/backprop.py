@@ -21,7 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vjx.attribution import _stepping
 from vjx.attribution._common import check_inputs, resolve_model
+from vjx.attribution._stepping import Progress
 from vjx.attribution.display import check_polarity, gray_display, percentile_normalize
 from vjx.errors import VjxError
 
@@ -167,17 +169,19 @@ def _gradient_core(apply_fn, variables, x, targets, *, multiply_input: bool, con
     return gray_display(raw, config.polarity, config.normalize), raw, *target_summary(logits, targets)
 
 
-def _gradient_method(model, videos, targets, config, variables, multiply_input) -> Attribution:
+def _gradient_method(model, videos, targets, config, variables, progress, multiply_input) -> Attribution:
     check_polarity(config.polarity)
     apply_fn, variables = resolve_model(model, variables)
     x, t = check_inputs(apply_fn, variables, videos, targets)
     maps, raw, logit, prob = _gradient_core(apply_fn, variables, x, t, multiply_input=multiply_input,
                                             config=config)
+    _stepping.finished(progress, maps)
     return Attribution(maps, raw, logit, prob)
 
 
 def gradient(model, videos, targets, config: GradientConfig = GradientConfig(), *,
-             variables: Mapping[str, Any] | None = None, key: jax.Array | None = None) -> Attribution:
+             variables: Mapping[str, Any] | None = None, key: jax.Array | None = None,
+             progress: Progress | None = None) -> Attribution:
     """Vanilla gradient: d target logit / d input.
 
     Args:
@@ -187,20 +191,22 @@ def gradient(model, videos, targets, config: GradientConfig = GradientConfig(), 
       config: polarity and normalisation.
       variables: weights overriding the model's (required with an ``apply_fn``).
       key: unused (deterministic method; accepted so every method has one signature).
+      progress: optional ``progress(done, total)``, called as the work advances (here once, at the end).
     Returns:
       :class:`Attribution`; ``raw`` is the gradient ``B x T x H x W x C``.
     """
-    return _gradient_method(model, videos, targets, config, variables, multiply_input=False)
+    return _gradient_method(model, videos, targets, config, variables, progress, multiply_input=False)
 
 
 def gradient_x_input(model, videos, targets, config: GradientConfig = GradientConfig(), *,
-                     variables: Mapping[str, Any] | None = None, key: jax.Array | None = None) -> Attribution:
+                     variables: Mapping[str, Any] | None = None, key: jax.Array | None = None,
+                     progress: Progress | None = None) -> Attribution:
     """Gradient times the (normalised) input; arguments as :func:`gradient`.
 
     Returns:
       :class:`Attribution`; ``raw`` is ``gradient * videos``, ``B x T x H x W x C``.
     """
-    return _gradient_method(model, videos, targets, config, variables, multiply_input=True)
+    return _gradient_method(model, videos, targets, config, variables, progress, multiply_input=True)
 
 
 def ig_path(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
@@ -214,11 +220,10 @@ def ig_path(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return (i + offset) / steps, np.full(steps, 1.0 / steps, np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "config"))
-def _ig_core(apply_fn, variables, x, targets, baseline, *, config: IntegratedGradientsConfig):
-    baseline = jnp.broadcast_to(baseline, x.shape)
+@functools.partial(jax.jit, static_argnames=("apply_fn",), donate_argnames=("total",))
+def _ig_accumulate(total, chunks, variables, x, baseline, targets, *, apply_fn):
+    """Adds ``sum_i w_i grad f(baseline + alpha_i (x - baseline))`` over ``chunks`` (alphas, weights: ``n x size``)."""
     delta = x - baseline
-    alphas, weights = _chunks(*ig_path(config.steps, config.rule), config.batch_size)
 
     def step(total, chunk):
         alpha, weight = chunk
@@ -226,8 +231,12 @@ def _ig_core(apply_fn, variables, x, targets, baseline, *, config: IntegratedGra
         grads = _stacked_gradients(apply_fn, variables, xs, targets)
         return total + jnp.tensordot(weight, grads, axes=1), None
 
-    mean_grad, _ = lax.scan(step, jnp.zeros_like(x), (jnp.asarray(alphas), jnp.asarray(weights)))
-    raw = mean_grad * delta
+    return _stepping.scan(step, total, chunks)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "config"))
+def _ig_finish(mean_grad, variables, x, baseline, targets, *, apply_fn, config: IntegratedGradientsConfig):
+    raw = mean_grad * (x - baseline)
     ends = apply_fn(variables, jnp.concatenate([x, baseline]))
     logits, baseline_logits = jnp.split(ends, 2)
     gap = raw.sum(axis=tuple(range(1, x.ndim))) - (target_logits(logits, targets)
@@ -256,14 +265,15 @@ def _baseline(model, config: IntegratedGradientsConfig, channels: int) -> jax.Ar
 def integrated_gradients(model, videos, targets,
                          config: IntegratedGradientsConfig = IntegratedGradientsConfig(), *,
                          variables: Mapping[str, Any] | None = None,
-                         key: jax.Array | None = None) -> Attribution:
+                         key: jax.Array | None = None,
+                         progress: Progress | None = None) -> Attribution:
     """Integrated gradients from a black-frame baseline (Sundararajan et al. 2017).
 
     ``raw = (x - baseline) * sum_i w_i grad f(baseline + alpha_i (x - baseline))`` with the
     original's 25-step left Riemann rule by default (see :class:`IntegratedGradientsConfig`).
     Path points are scanned in chunks of ``config.batch_size``, each chunk one batched pass.
 
-    Args: as :func:`gradient`.
+    Args: as :func:`gradient`; ``progress`` counts chunks of path points.
     Returns:
       :class:`Attribution`; ``raw`` ``B x T x H x W x C``; diagnostics ``completeness_gap``
       (``B``: ``sum(raw) - (f(x) - f(baseline))``, 0 for an exact integral) and ``baseline_logits``.
@@ -274,8 +284,13 @@ def integrated_gradients(model, videos, targets,
     _check_positive(steps=config.steps, batch_size=config.batch_size)
     apply_fn, variables = resolve_model(model, variables)
     x, t = check_inputs(apply_fn, variables, videos, targets)
-    baseline = _baseline(model, config, x.shape[-1])
-    maps, raw, logit, prob, diagnostics = _ig_core(apply_fn, variables, x, t, baseline, config=config)
+    baseline = jnp.broadcast_to(_baseline(model, config, x.shape[-1]), x.shape)
+    chunks = tuple(jnp.asarray(a) for a in _chunks(*ig_path(config.steps, config.rule), config.batch_size))
+    mean_grad = _stepping.drive(
+        lambda total, chunk: _ig_accumulate(total, chunk, variables, x, baseline, t, apply_fn=apply_fn),
+        jnp.zeros_like(x), chunks, progress=progress)
+    maps, raw, logit, prob, diagnostics = _ig_finish(mean_grad, variables, x, baseline, t, apply_fn=apply_fn,
+                                                     config=config)
     return Attribution(maps, raw, logit, prob, diagnostics)
 
 
@@ -287,13 +302,12 @@ def _welford_merge(a, b):
     return n, ma + delta * (nb / n), sa + sb + delta ** 2 * (na * nb / n)
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "samples", "noise_level", "batch_size"))
-def _smooth_grad_stats(apply_fn, variables, x, targets, key, *, samples: int, noise_level: float,
-                       batch_size: int):
-    """(count, mean, M2) of the gradients over noisy copies, plus the target logit/probability."""
+@functools.partial(jax.jit, static_argnames=("apply_fn", "noise_level"), donate_argnames=("stats",))
+def _smooth_grad_accumulate(stats, chunks, variables, x, targets, key, *, apply_fn, noise_level: float):
+    """Merges the gradients of the noisy copies ``chunks`` (sample ids, validity: ``n x size``) into
+    the (count, mean, M2) statistics."""
     axes = tuple(range(1, x.ndim))
     sigma = noise_level * (x.max(axis=axes) - x.min(axis=axes))                   # B
-    ids, valid = _chunks(np.arange(samples), np.ones(samples, np.float32), batch_size)
 
     def step(stats, chunk):
         idx, mask = chunk
@@ -305,9 +319,12 @@ def _smooth_grad_stats(apply_fn, variables, x, targets, key, *, samples: int, no
         mean = (grads * m).sum(0) / count
         return _welford_merge(stats, (count, mean, (((grads - mean) * m) ** 2).sum(0))), None
 
-    init = (jnp.zeros(()), jnp.zeros_like(x), jnp.zeros_like(x))
-    stats, _ = lax.scan(step, init, (jnp.asarray(ids), jnp.asarray(valid)))
-    return stats, *target_summary(apply_fn(variables, x), targets)
+    return _stepping.scan(step, stats, chunks)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn",))
+def _target_summary(variables, x, targets, *, apply_fn):
+    return target_summary(apply_fn(variables, x), targets)
 
 
 @functools.partial(jax.jit, static_argnames=("variant", "normalize"))
@@ -323,7 +340,8 @@ def _smooth_grad_display(count, mean, m2, *, variant: str, normalize: bool):
 
 
 def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradConfig(), *,
-                variables: Mapping[str, Any] | None = None, key: jax.Array | None = None) -> Attribution:
+                variables: Mapping[str, Any] | None = None, key: jax.Array | None = None,
+                progress: Progress | None = None) -> Attribution:
     """SmoothGrad (Smilkov et al. 2017): gradient statistics over noisy copies of each video.
 
     Noise ``N(0, (noise_level * (max - min))^2)`` per video; sample ``i`` draws its noise from
@@ -332,7 +350,8 @@ def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradCon
     compiled per (samples, noise_level, batch_size); switching ``variant`` or ``normalize`` does not
     recompile them.
 
-    Args: as :func:`gradient`; ``key`` (a ``jax.random`` key) is required.
+    Args: as :func:`gradient`; ``key`` (a ``jax.random`` key) is required; ``progress`` counts chunks
+      of samples.
     Returns:
       :class:`Attribution`; ``raw`` is the statistic ``B x T x H x W x C``.
     """
@@ -342,7 +361,13 @@ def smooth_grad(model, videos, targets, config: SmoothGradConfig = SmoothGradCon
     _check_positive(samples=config.samples, batch_size=config.batch_size)
     apply_fn, variables = resolve_model(model, variables)
     x, t = check_inputs(apply_fn, variables, videos, targets)
-    stats, logit, prob = _smooth_grad_stats(apply_fn, variables, x, t, key, samples=config.samples,
-                                            noise_level=config.noise_level, batch_size=config.batch_size)
+    chunks = tuple(jnp.asarray(a) for a in _chunks(np.arange(config.samples), np.ones(config.samples, np.float32),
+                                                   config.batch_size))
+    init = (jnp.zeros(()), jnp.zeros_like(x), jnp.zeros_like(x))
+    stats = _stepping.drive(
+        lambda stats, chunk: _smooth_grad_accumulate(stats, chunk, variables, x, t, key, apply_fn=apply_fn,
+                                                     noise_level=config.noise_level),
+        init, chunks, progress=progress)
+    logit, prob = _target_summary(variables, x, t, apply_fn=apply_fn)
     maps, raw = _smooth_grad_display(*stats, variant=config.variant, normalize=config.normalize)
     return Attribution(maps, raw, logit, prob)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from vjx.attribution import _common
+from vjx.attribution._stepping import Progress
 from vjx.attribution.perturbation import loop
 from vjx.attribution.perturbation.config import (DEFAULT_AREAS, SCHEDULES, ExtremalConfig, Schedule,
                                                  default_sigma, resolve)
@@ -76,7 +77,7 @@ class ExtremalResult:
 
 
 def ep2d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
-         key: jax.Array | None = None, progress=None) -> ExtremalResult:
+         key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
     """2D-EP ("EP-3D-Evenly"): every frame's mask is held to area ``a`` on its own.
 
     Args:
@@ -93,13 +94,13 @@ def ep2d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, v
 
 
 def ep3d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
-         key: jax.Array | None = None, progress=None) -> ExtremalResult:
+         key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
     """3D-EP: one area constraint over the whole clip (area spread freely over time). Args as :func:`ep2d`."""
     return _extremal("ep3d", model, videos, targets, config, variables, key, progress)
 
 
 def step(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
-         key: jax.Array | None = None, progress=None) -> ExtremalResult:
+         key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
     """STEP: 3D-EP plus the spatio-temporal ellipsoid smoothness loss. Args as :func:`ep2d`.
 
     ``key`` also drives the random tie-breaking of the loss's sort.
@@ -108,7 +109,7 @@ def step(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, v
 
 
 def ep3d_temporal_smoothing(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *,
-                            variables=None, key: jax.Array | None = None, progress=None) -> ExtremalResult:
+                            variables=None, key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
     """Table 4's baseline: 3D-EP whose seed masks are Gaussian-smoothed over time before upsampling.
 
     Each frame's seed becomes ``sum_s k(t - s) seed_s / sum_s k(t - s)``, ``k(d) = exp(-d^2 / 2 sigma^2)``

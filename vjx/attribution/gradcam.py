@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from vjx.attribution import _stepping
 from vjx.attribution._common import check_inputs, resolve_model
+from vjx.attribution._stepping import Progress
 from vjx.attribution.backprop import Attribution, target_logits, target_summary
 from vjx.attribution.display import min_max_normalize
 from vjx.errors import VjxError
@@ -85,7 +87,8 @@ def _grad_cam_core(apply_fn, variables, x, targets, *, path: tuple[str, ...], no
 
 
 def grad_cam(model, videos, targets, config: GradCamConfig = GradCamConfig(), *,
-             variables: Mapping[str, Any] | None = None, key: jax.Array | None = None) -> Attribution:
+             variables: Mapping[str, Any] | None = None, key: jax.Array | None = None,
+             progress: Progress | None = None) -> Attribution:
     """Grad-CAM (Selvaraju et al. 2017) with the original's per-time-step channel weights.
 
     Channel weights are the gradient of the target logit averaged over H' and W' only (one weight
@@ -101,6 +104,7 @@ def grad_cam(model, videos, targets, config: GradCamConfig = GradCamConfig(), *,
       config: layer and normalisation.
       variables: weights overriding the model's (required with an ``apply_fn``).
       key: unused (deterministic method).
+      progress: optional ``progress(done, total)``, called once at the end.
     Returns:
       :class:`Attribution`: ``maps`` ``B x T x H x W``; ``raw`` the un-normalised ``B x T' x H' x W'``
       map; diagnostics ``layer`` (tap path) and ``layer_shape`` (``B x T' x H' x W' x C``).
@@ -110,4 +114,5 @@ def grad_cam(model, videos, targets, config: GradCamConfig = GradCamConfig(), *,
     taps = _taps(apply_fn, variables, x)
     path = _resolve_layer(model, config, taps)
     maps, raw, logit, prob = _grad_cam_core(apply_fn, variables, x, t, path=path, normalize=config.normalize)
+    _stepping.finished(progress, maps)
     return Attribution(maps, raw, logit, prob, {"layer": "/".join(path), "layer_shape": tuple(taps[path].shape)})
