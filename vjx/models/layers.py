@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 Padding = Sequence[tuple[int, int]]
+TORCH_BN_EPSILON = 1e-5  # torch.nn.BatchNorm's default epsilon, which torchvision's models keep
 
 _DIMENSION_NUMBERS = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"),
                       3: ("NDHWC", "DHWIO", "NDHWC")}
