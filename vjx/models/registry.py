@@ -23,7 +23,7 @@ KINETICS_STD = (0.22803, 0.22145, 0.21699)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # DeepMind's I3D was trained on RGB in [-1, 1]. The original toolkit fed it Kinetics mean/std
-# (REFERENCE.md calls that a bug); vjx uses the model's own training normalisation.
+# (most likely a bug); vjx uses the model's own training normalisation.
 SYMMETRIC_MEAN = (0.5, 0.5, 0.5)
 SYMMETRIC_STD = (0.5, 0.5, 0.5)
 
