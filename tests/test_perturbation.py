@@ -21,8 +21,11 @@ def _seeds(rng, shape):
 
 
 @pytest.mark.parametrize("size,sigma,frames,check_grad", [(112, 11.0, 2, True), (224, 23.0, 1, False),
-                                                         (40, 5.0, 3, True)])
+                                                         (40, 5.0, 3, True), (56, 10.6, 2, True),
+                                                         (56, 16.5, 2, False)])
 def test_mask_generator_matches_torch(size, sigma, frames, check_grad):
+    """Also at non-integer sigma, where the original keeps the unrounded sigma in the kernel weights
+    and rounds it only for the crop (16.5 rounds to 16)."""
     rng = np.random.default_rng(size)
     g = mask.MaskGeometry(size, size, 7, sigma)
     ref = tp.MaskGenerator((size, size), 7, sigma)

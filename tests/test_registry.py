@@ -1,7 +1,11 @@
 """The registry, load_model's argument handling, and the torch-free import."""
+import dataclasses
 import subprocess
 import sys
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import pytest
 
 import vjx
@@ -14,6 +18,23 @@ def test_short_names_map_onto_registry():
     assert vjx.get_spec("i3d").gradcam_layer == "mixed_5c"
     assert {s.ep_sigma for s in MODELS.values() if s.crop == 112} == {11.0}
     assert {s.ep_sigma for s in MODELS.values() if s.crop == 224} == {23.0}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_batch_norm_takes_the_spec_epsilon(name):
+    """The spec's batch_norm_epsilon reaches every BatchNorm of the module (checked on shapes only)."""
+    spec = dataclasses.replace(MODELS[name], batch_norm_epsilon=0.0123)
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+            seen.append(context.module.epsilon)
+        return next_fun(*args, **kwargs)
+
+    video = jax.ShapeDtypeStruct((1, spec.num_frames, spec.crop, spec.crop, 3), jnp.float32)
+    with nn.intercept_methods(record):
+        jax.eval_shape(spec.make_module().init, jax.random.key(0), video)
+    assert len(seen) > 10 and set(seen) == {0.0123}
 
 
 def test_unknown_architecture_names_the_choices():

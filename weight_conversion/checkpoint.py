@@ -2,11 +2,16 @@
 
 Layout of a checkpoint directory::
 
-    DIR/vjx_model.json   {"model": "r2plus1d_18", "label_set": "kinetics400", "num_classes": 400}
+    DIR/vjx_model.json   {"model": "r2plus1d_18", "label_set": "kinetics400", "num_classes": 400,
+                          "batch_norm_epsilon": 1e-05}
     DIR/variables/       orbax PyTree checkpoint of {"params": ..., "batch_stats": ...}
+
+The JSON keeps what of the spec a checkpoint decides: the head's label set and the network's
+BatchNorm epsilon (an I3D converted from the kinetics_i3d_pytorch layout keeps its 1e-5).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -34,7 +39,8 @@ def save_checkpoint(directory: str | os.PathLike, variables, spec: ModelSpec) ->
         with ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(os.path.join(directory, "variables"), jax.tree_util.tree_map(np.asarray, variables))
         with open(os.path.join(directory, METADATA), "w") as f:
-            json.dump({"model": spec.name, "label_set": spec.label_set, "num_classes": spec.num_classes}, f)
+            json.dump({"model": spec.name, "label_set": spec.label_set, "num_classes": spec.num_classes,
+                       "batch_norm_epsilon": spec.batch_norm_epsilon}, f)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)  # never leave a half-written checkpoint behind
         raise
@@ -56,6 +62,8 @@ def restore_checkpoint(directory: str | os.PathLike) -> tuple[ModelSpec, dict]:
     spec = get_spec(meta["model"])
     if meta["label_set"] != spec.label_set:
         spec = spec.with_label_set(meta["label_set"])
+    # A checkpoint written before the epsilon was recorded was made for the registry's definition.
+    spec = dataclasses.replace(spec, batch_norm_epsilon=float(meta.get("batch_norm_epsilon", spec.batch_norm_epsilon)))
     abstract = abstract_variables(spec)
     target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
     try:

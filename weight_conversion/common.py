@@ -28,6 +28,8 @@ class Layout:
     Attributes:
       name: e.g. ``"torchvision_video_resnet"``.
       models: registry names whose Flax module this layout can fill.
+      batch_norm_epsilon: the BatchNorm epsilon of the network definition this format's checkpoints
+        belong to (the converted model's spec takes it; I3D's two layouts differ).
       detect: ``detect(state_dict) -> bool``, true when the keys are in this format.
       to_flax: ``to_flax(state_dict, spec, head=None) -> FlatVariables``; ``head`` picks one of several
         classifier heads where a format has them (EPIC-Kitchens TSM: ``"noun"`` or ``"verb"``). Must
@@ -36,6 +38,7 @@ class Layout:
 
     name: str
     models: tuple[str, ...]
+    batch_norm_epsilon: float
     detect: Callable[[StateDict], bool]
     to_flax: Callable[..., FlatVariables]
 

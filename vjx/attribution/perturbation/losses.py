@@ -35,6 +35,10 @@ def kept_values(size: int, area: float) -> int:
 def area_loss(values: jax.Array, kept: jax.Array) -> jax.Array:
     """Mean squared difference between sorted values and a ``0 ... 0 1 ... 1`` profile.
 
+    Equal values keep their index order (``jnp.sort`` is stable), which decides which of them the
+    gradient pulls towards 0 (at the start every mask value is 1); the original leaves that order to
+    ``torch.sort``, which does not specify it. The loss value does not depend on it.
+
     Args:
       values: ``... x N`` mask values (one profile per leading index).
       kept: int scalar, how many ones the profile ends with (:func:`kept_values`).

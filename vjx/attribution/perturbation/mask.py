@@ -2,9 +2,10 @@
 
 Each output pixel pools the ``(2 radius + 1)^2`` seed values around it, weighted by
 ``k(d / sigma)`` with ``k(z) = exp(-2 max(z - 0.5, 0)^2)`` (``d``: distance from the pixel to the seed
-point, seed points at ``margin + step * i``), with a soft-max of coldness 20, then clamps to [0, 1].
-The result is the "padded" mask (area losses use it); its crop ``[margin : margin + S]`` is the mask
-that perturbs the frame.
+point, seed points at ``sigma + step * i``), with a soft-max of coldness 20, then clamps to [0, 1].
+The result is the "padded" mask (area losses use it); its crop ``[m : m + S]``, ``m = round(sigma)``,
+is the mask that perturbs the frame. As in the original, only the crop rounds sigma: at a
+non-integer sigma the seed points keep the unrounded one.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class MaskGeometry:
     Attributes:
       height, width: frame size S.
       step: seed spacing in pixels.
-      sigma: kernel radius scale in pixels (also the margin).
+      sigma: kernel radius scale in pixels; seed points sit at ``sigma + step * i`` (unrounded).
     """
 
     height: int
@@ -36,7 +37,10 @@ class MaskGeometry:
 
     @property
     def margin(self) -> int:
-        """Offset of the visible frame inside the padded mask (the original's ``round(margin)``)."""
+        """Offset of the visible frame inside the padded mask: ``round(sigma)``, as the original crops.
+
+        Only the crop rounds; the kernel weights place the seed points at the unrounded sigma.
+        """
         return round(self.sigma)
 
     @property
@@ -62,7 +66,12 @@ class MaskGeometry:
         return tuple(self.step * m - self.step + 1 for m in self.mid_shape)
 
     def weights(self) -> np.ndarray:
-        """float32 ``K x Hp x Wp`` kernel weights, ``K = (2 radius + 1)^2``, computed as the original does."""
+        """float32 ``K x Hp x Wp`` kernel weights, ``K = (2 radius + 1)^2``, as the original computes them.
+
+        The distance from pixel ``u`` to seed ``i`` is taken as ``(u - step * i) - sigma``: the
+        original's ``u - (sigma + step * i)`` up to float32 rounding (identical for integer sigma),
+        and the same number in every seed cell, which :meth:`cell_weights` relies on.
+        """
         return _weights(self)
 
     def cell_weights(self) -> np.ndarray:
@@ -80,7 +89,8 @@ def _weights(g: MaskGeometry) -> np.ndarray:
         if not np.array_equal(cell.astype(np.int64), np.arange(out) // g.step):
             raise AssertionError(f"nearest upsampling of {mid} -> {up} is not a repeat by {g.step}")
         seed = cell[None, :] + np.arange(taps, dtype=np.float32)[:, None] - g.padding
-        coords.append((u[None, :] - (np.float32(g.margin) + np.float32(g.step) * seed)) ** 2)   # taps x out
+        offset = u[None, :] - np.float32(g.step) * seed                   # exact integers, taps x out
+        coords.append((offset - np.float32(g.sigma)) ** 2)
     dy, dx = coords
     delta = np.sqrt(dy[:, None, :, None] + dx[None, :, None, :])       # ky kx Hp Wp
     z = np.maximum(delta / np.float32(g.sigma) - np.float32(0.5), 0)
