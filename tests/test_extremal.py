@@ -28,11 +28,11 @@ def _block_area(fraction: float) -> float:
     return fraction * INSIDE.sum() / (INSIDE.shape[0] * hp * wp)
 
 
-def _run(method, num_iter=80, areas=None, **overrides):
+def _run(method, num_iter=80, areas=None, evaluate_at=(), **overrides):
     config = ExtremalConfig(areas=areas or (_block_area(0.6),), num_iter=num_iter, seed_spacing=STEP, sigma=SIGMA,
                             step_start=30, **overrides)
     return getattr(extremal, method)(planted_apply, planted_video(1), np.array([1]), config,
-                                     variables=planted_variables(GAIN))
+                                     variables=planted_variables(GAIN), evaluate_at=evaluate_at)
 
 
 # Ground truth (the bar) needs a geometry where a perfect smooth mask can hold >= 80% of its
@@ -196,3 +196,10 @@ def test_area_groups_run_in_turn_with_the_same_result():
     with pytest.raises(VjxError, match="area_batch 3 must be a positive divisor"):
         extremal.step(planted_apply, planted_video(1), np.array([1]), dataclasses.replace(config, area_batch=3),
                       variables=planted_variables())
+
+
+def test_snapshots_score_the_masks_on_the_way():
+    r = _run("ep3d", num_iter=6, areas=(0.05, 0.1), evaluate_at=(2, 4))
+    assert sorted(r.snapshots) == [2, 4]
+    assert r.snapshots[2].hard_probabilities.shape == (1, 2)
+    assert (np.asarray(r.snapshots[2].mask_area) > np.asarray(r.mask_area)).all()   # shrinking from all-ones

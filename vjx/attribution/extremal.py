@@ -32,8 +32,8 @@ from vjx.attribution.perturbation import loop
 from vjx.attribution.perturbation.config import (DEFAULT_AREAS, SCHEDULES, ExtremalConfig, Schedule,
                                                  default_sigma, resolve)
 
-__all__ = ["DEFAULT_AREAS", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "default_sigma", "ep2d",
-           "ep3d", "ep3d_temporal_smoothing", "extremal_area", "step"]
+__all__ = ["DEFAULT_AREAS", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores", "default_sigma",
+           "ep2d", "ep3d", "ep3d_temporal_smoothing", "extremal_area", "step"]
 
 # A mask counts as converged when its soft area is within this of the requested area and at most
 # MAX_UNDECIDED of its values lie in loop.UNDECIDED (neither kept nor blurred).
@@ -42,19 +42,35 @@ MAX_UNDECIDED = 0.10
 
 
 @flax.struct.dataclass
+class Scores:
+    """How good each mask is (every field ``B x A``).
+
+    Attributes:
+      probabilities: target softmax probability with the soft mask preserving the video (blur
+        elsewhere).
+      hard_probabilities: the same with the hard mask: the top ``a`` fraction of the mask set to 1,
+        the rest to 0 (2D-EP: of each frame).
+      mask_area: the soft mask's area: the mean of the padded mask the area loss counts.
+      undecided: fraction of (visible) mask values between 0.1 and 0.9.
+      converged: the soft area is within ``AREA_TOLERANCE`` of ``a`` and at most ``MAX_UNDECIDED``
+        of the values are undecided.
+    """
+
+    probabilities: jax.Array
+    hard_probabilities: jax.Array
+    mask_area: jax.Array
+    undecided: jax.Array
+    converged: jax.Array
+
+
+@flax.struct.dataclass
 class ExtremalResult:
     """What an extremal-perturbation run returns (a pytree).
 
     Attributes:
       masks: float32 ``B x A x T x H x W`` in [0, 1], at input resolution (the cropped masks).
-      probabilities: ``B x A`` target softmax probability with each soft mask preserving the video
-        (blur elsewhere).
-      hard_probabilities: ``B x A`` the same with the hard mask: the top ``a`` fraction of each mask
-        set to 1, the rest to 0 (2D-EP: of each frame).
-      mask_area: ``B x A`` the soft mask's area: the mean of the padded mask the area loss counts.
-      undecided: ``B x A`` fraction of mask values between 0.1 and 0.9.
-      converged: ``B x A`` the soft area is within ``AREA_TOLERANCE`` of ``a`` and at most
-        ``MAX_UNDECIDED`` of the values are undecided.
+      probabilities, hard_probabilities, mask_area, undecided, converged: ``B x A``, the final
+        masks' :class:`Scores`.
       history: ``{name: B x A x num_iter}``: ``reward``, ``area_loss`` (both weighted, as the original
         records them), ``probability`` (target probability under the optimised perturbation) and, for
         STEP, ``step_loss``.
@@ -62,6 +78,7 @@ class ExtremalResult:
         the bound; NaN where none does.
       areas: ``A`` the area ratios.
       base_probability: ``B`` target probability of the unperturbed video.
+      snapshots: ``{iteration: Scores}`` of the masks after each iteration asked for by ``evaluate_at``.
     """
 
     masks: jax.Array
@@ -74,10 +91,12 @@ class ExtremalResult:
     extremal_area: jax.Array
     areas: jax.Array
     base_probability: jax.Array
+    snapshots: dict[int, Scores]
 
 
 def ep2d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
-         key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
+         key: jax.Array | None = None, progress: Progress | None = None,
+         evaluate_at: tuple[int, ...] = ()) -> ExtremalResult:
     """2D-EP ("EP-3D-Evenly"): every frame's mask is held to area ``a`` on its own.
 
     Args:
@@ -87,39 +106,45 @@ def ep2d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, v
       config: an :class:`ExtremalConfig`.
       key: PRNG key (default ``jax.random.key(0)``); same key, same masks.
       progress: optional ``progress(iterations done, num_iter)``, called as the loop advances.
+      evaluate_at: iterations after which the masks are also scored (``result.snapshots``), to
+        follow convergence.
     Returns:
       an :class:`ExtremalResult`.
     """
-    return _extremal("ep2d", model, videos, targets, config, variables, key, progress)
+    return _extremal("ep2d", model, videos, targets, config, variables, key, progress, evaluate_at)
 
 
 def ep3d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
-         key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
+         key: jax.Array | None = None, progress: Progress | None = None,
+         evaluate_at: tuple[int, ...] = ()) -> ExtremalResult:
     """3D-EP: one area constraint over the whole clip (area spread freely over time). Args as :func:`ep2d`."""
-    return _extremal("ep3d", model, videos, targets, config, variables, key, progress)
+    return _extremal("ep3d", model, videos, targets, config, variables, key, progress, evaluate_at)
 
 
 def step(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
-         key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
+         key: jax.Array | None = None, progress: Progress | None = None,
+         evaluate_at: tuple[int, ...] = ()) -> ExtremalResult:
     """STEP: 3D-EP plus the spatio-temporal ellipsoid smoothness loss. Args as :func:`ep2d`.
 
     ``key`` also drives the random tie-breaking of the loss's sort.
     """
-    return _extremal("step", model, videos, targets, config, variables, key, progress)
+    return _extremal("step", model, videos, targets, config, variables, key, progress, evaluate_at)
 
 
 def ep3d_temporal_smoothing(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *,
-                            variables=None, key: jax.Array | None = None, progress: Progress | None = None) -> ExtremalResult:
+                            variables=None, key: jax.Array | None = None, progress: Progress | None = None,
+                            evaluate_at: tuple[int, ...] = ()) -> ExtremalResult:
     """Table 4's baseline: 3D-EP whose seed masks are Gaussian-smoothed over time before upsampling.
 
     Each frame's seed becomes ``sum_s k(t - s) seed_s / sum_s k(t - s)``, ``k(d) = exp(-d^2 / 2 sigma^2)``
     with ``sigma = config.temporal_sigma`` frames (the paper compares three values). Args as :func:`ep2d`.
     """
-    return _extremal("ep3d_temporal_smoothing", model, videos, targets, config, variables, key, progress)
+    return _extremal("ep3d_temporal_smoothing", model, videos, targets, config, variables, key, progress,
+                     evaluate_at)
 
 
 def _extremal(method: str, model, videos, targets, config: ExtremalConfig, variables,
-              key: jax.Array | None, progress) -> ExtremalResult:
+              key: jax.Array | None, progress, evaluate_at) -> ExtremalResult:
     apply_fn, variables = _common.resolve_model(model, variables)
     videos, targets = _common.check_inputs(apply_fn, variables, videos, targets)
     _, frames, height, width, _ = videos.shape
@@ -127,19 +152,30 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
     spec_sigma = spec.ep_sigma if spec is not None and spec.crop == height == width else None
     config, geometry = resolve(method, config, frames, height, width, spec_sigma)
     key = jax.random.key(0) if key is None else key
-    evaluation, history, base = loop.optimize(apply_fn, loop.Problem.of(method, geometry, config), config.areas,
-                                              variables, videos, targets, key, progress=progress)
+    evaluation, history, base, snapshots = loop.optimize(
+        apply_fn, loop.Problem.of(method, geometry, config), config.areas, variables, videos, targets, key,
+        progress=progress, evaluate_at=tuple(evaluate_at))
     areas = jnp.asarray(config.areas, jnp.float32)
-    by_video = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), evaluation)        # B x A x ...
-    converged = ((jnp.abs(by_video.mask_area - areas) <= AREA_TOLERANCE)
-                 & (by_video.undecided <= MAX_UNDECIDED))
+    final = _scores(evaluation, areas)
     bound = base if config.extremal_bound is None else jnp.full_like(base, config.extremal_bound)
     return ExtremalResult(
-        masks=by_video.masks, probabilities=by_video.probabilities, hard_probabilities=by_video.hard_probabilities,
-        mask_area=by_video.mask_area, undecided=by_video.undecided, converged=converged,
-        history={k: jnp.transpose(v, (2, 1, 0)) for k, v in history.items()},
-        extremal_area=extremal_area(areas, by_video.hard_probabilities, converged, bound), areas=areas,
-        base_probability=base)
+        masks=jnp.swapaxes(evaluation.masks, 0, 1), probabilities=final.probabilities,
+        hard_probabilities=final.hard_probabilities, mask_area=final.mask_area, undecided=final.undecided,
+        converged=final.converged, history={k: jnp.transpose(v, (2, 1, 0)) for k, v in history.items()},
+        extremal_area=extremal_area(areas, final.hard_probabilities, final.converged, bound), areas=areas,
+        base_probability=base, snapshots={i: _scores(e, areas) for i, e in snapshots.items()})
+
+
+def _scores(evaluation: loop.Evaluation, areas: jax.Array) -> Scores:
+    """The :class:`Scores` (``B x A``) of an evaluation (``A x B``)."""
+    def by_video(a):
+        return jnp.swapaxes(a, 0, 1)
+
+    mask_area, undecided = by_video(evaluation.mask_area), by_video(evaluation.undecided)
+    return Scores(probabilities=by_video(evaluation.probabilities),
+                  hard_probabilities=by_video(evaluation.hard_probabilities), mask_area=mask_area,
+                  undecided=undecided,
+                  converged=(jnp.abs(mask_area - areas) <= AREA_TOLERANCE) & (undecided <= MAX_UNDECIDED))
 
 
 def extremal_area(areas: jax.Array, hard_probabilities: jax.Array, converged: jax.Array,

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from vjx.attribution import _stepping
+from vjx.attribution._stepping import Progress
 from vjx.attribution.perturbation import losses, mask, pyramid
 from vjx.attribution.perturbation.config import ExtremalConfig
 from vjx.attribution.perturbation.optim import make_optimizer
@@ -230,7 +231,7 @@ def _probability(variables, videos, targets, *, apply_fn) -> jax.Array:
 
 def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[float, ...], variables: Any,
              videos: jax.Array, targets: jax.Array, key: jax.Array, *, init: jax.Array | None = None,
-             progress: Callable[[int, int], None] | None = None):
+             progress: Progress | None = None, evaluate_at: tuple[int, ...] = ()):
     """Optimises masks for every area and evaluates them.
 
     Args:
@@ -243,23 +244,35 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
       key: PRNG key (STEP's tie-breaking shuffle).
       init: starting seeds ``A x B x T x h x w``; None = ones (the original's start).
       progress: called as ``progress(iterations done, num_iter)`` after each compiled call.
+      evaluate_at: iterations (1 .. num_iter - 1) after which the masks are also evaluated.
     Returns:
-      ``(Evaluation with leading A x B, history {name: num_iter x A x B}, base probability B)``.
+      ``(Evaluation with leading A x B, history {name: num_iter x A x B}, base probability B,
+      {iteration: Evaluation without masks} for evaluate_at)``.
     """
     config = problem.config
     num_areas, group = len(areas), config.area_batch
     b, t = videos.shape[:2]
     pyr = _pyramid(videos, num_levels=config.num_levels, max_blur=config.max_blur, kind=config.perturbation)
     per_area = area_targets(problem.method, areas, t, problem.geometry, key)
+    area_values = jnp.asarray(areas, jnp.float32)
     if init is None:
         init = jnp.ones((num_areas, b, t, *problem.geometry.seed_shape), jnp.float32)
     groups = [slice(g, g + group) for g in range(0, num_areas, group)]
     states = [_init(init[g], problem=problem) for g in groups]
+
+    def evaluation(with_masks: bool) -> Evaluation:
+        parts = [_evaluate(state.seeds, area_values[g], variables, pyr, targets, apply_fn=apply_fn, problem=problem)
+                 for state, g in zip(states, groups)]
+        whole = jax.tree_util.tree_map(lambda *p: jnp.concatenate(p), *parts)
+        return whole if with_masks else whole.replace(masks=None)
+
     chunks: list[dict[str, jax.Array]] = []
+    snapshots: dict[int, Evaluation] = {}
+    stops = sorted({i for i in evaluate_at if 0 < i < config.num_iter} | {config.num_iter})
     per_call = _stepping.steps_per_call(config.num_iter, config.iterations_per_call)
     done = 0
     while done < config.num_iter:
-        length = min(per_call, config.num_iter - done)
+        length = min(per_call, next(i for i in stops if i > done) - done)
         terms = []
         for i, g in enumerate(groups):
             states[i], group_terms = _advance(states[i], AreaTargets(*(a[g] for a in per_area)), variables, pyr,
@@ -267,12 +280,11 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
             terms.append(group_terms)
         chunks.append({k: jnp.concatenate([g[k] for g in terms], axis=1) for k in terms[0]})
         done += length
+        if done in stops and done < config.num_iter:
+            snapshots[done] = evaluation(with_masks=False)
         if progress is not None:
             jax.block_until_ready(states)
             progress(done, config.num_iter)
     history = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    area_values = jnp.asarray(areas, jnp.float32)
-    evaluations = [_evaluate(state.seeds, area_values[g], variables, pyr, targets, apply_fn=apply_fn,
-                             problem=problem) for state, g in zip(states, groups)]
-    evaluation = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *evaluations)
-    return evaluation, history, _probability(variables, videos, targets, apply_fn=apply_fn)
+    return (evaluation(with_masks=True), history, _probability(variables, videos, targets, apply_fn=apply_fn),
+            snapshots)
