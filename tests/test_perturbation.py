@@ -103,6 +103,27 @@ def test_area_loss_matches_torch(area):
     np.testing.assert_allclose(grad, t_values.grad.numpy(), atol=1e-7, rtol=0)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_area_loss_without_a_sort_equals_the_sorting_form(ties):
+    """Value and gradient equal mean((sort(v) - ref)^2), ties included (ranked as a stable sort)."""
+    rng = np.random.default_rng(4)
+    values = rng.uniform(size=(2, 3, 301)).astype(np.float32)
+    if ties:
+        values = np.round(values * 4) / 4
+        values[..., :40], values[..., 40:80] = 0.0, 1.0
+    values = jnp.asarray(values)
+
+    def sorting(v, kept):
+        ref = (jnp.arange(v.shape[-1]) >= v.shape[-1] - kept).astype(v.dtype)
+        return jnp.mean((jnp.sort(v, axis=-1, stable=True) - ref) ** 2, axis=-1)
+
+    for kept in (0, 1, 37, 150, 300, 301):
+        loss, grad = jax.value_and_grad(lambda v: losses.area_loss(v, kept).sum())(values)
+        want, want_grad = jax.value_and_grad(lambda v: sorting(v, kept).sum())(values)
+        assert float(loss) == pytest.approx(float(want), rel=1e-6, abs=1e-6)
+        np.testing.assert_allclose(grad, want_grad, atol=1e-8)
+
+
 def test_step_loss_matches_torch_and_ignores_the_shuffle():
     rng = np.random.default_rng(3)
     padded = rng.uniform(size=(2, 9, 50, 50)).astype(np.float32)
@@ -177,7 +198,7 @@ def _optimize(method, areas, num_iter, geometry_sigma, init, step_start=10, **ov
     """vjx's loop on the linear model from the given seeds ``A x T x h x w``: (evaluation, history)."""
     config, geometry = resolve(method, ExtremalConfig(areas=areas, num_iter=num_iter, sigma=geometry_sigma,
                                                       step_start=step_start, **overrides), T, S, S)
-    evaluation, history, _ = loop.optimize(_LINEAR_APPLY, loop.Problem.of(method, geometry, config), areas,
+    evaluation, history, _, _ = loop.optimize(_LINEAR_APPLY, loop.Problem.of(method, geometry, config), areas,
                                            _LINEAR_VARIABLES, jnp.asarray(_VIDEO), jnp.asarray([1]),
                                            jax.random.key(0), init=jnp.asarray(init[:, None]))
     return evaluation, history

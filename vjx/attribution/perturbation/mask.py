@@ -124,7 +124,7 @@ def generate(seeds: jax.Array, g: MaskGeometry) -> tuple[jax.Array, jax.Array]:
 
     Output pixel ``(step * i + r, step * j + c)`` pools the seed window at cell ``(i, j)`` (the
     original's nearest upsampling) with the weights ``w[r, c]``; the weights repeat from cell to cell,
-    so the window is never upsampled: ``cells x step x step x K`` products, taps ``K`` on the last axis.
+    so the window is never upsampled (see :func:`smooth_max`).
     """
     taps, p, s = 2 * g.radius + 1, g.padding, g.step
     (mh, mw), (hp, wp) = g.mid_shape, g.padded_shape
@@ -132,9 +132,55 @@ def generate(seeds: jax.Array, g: MaskGeometry) -> tuple[jax.Array, jax.Array]:
     x = jnp.pad(seeds, [(0, 0)] * len(lead) + [(p, p), (p, p)])
     rows = jnp.stack([x[..., ky:ky + mh, :] for ky in range(taps)], axis=-1)            # ... mh W' ky
     win = jnp.stack([rows[..., kx:kx + mw, :] for kx in range(taps)], axis=-1)          # ... mh mw ky kx
-    win = win.reshape(*lead, mh, 1, mw, 1, taps * taps)
-    v = win * jnp.asarray(g.cell_weights())[:, None]                                   # ... mh s mw s K
-    padded = jnp.sum(v * jax.nn.softmax(COLDNESS * v, axis=-1), axis=-1)
+    # A barrier: fused into the pooling below, each of the cells x s x s x K products would
+    # re-gather its seed value through the stacks above.
+    win = jax.lax.optimization_barrier(win.reshape(*lead, mh, mw, taps * taps))
+    padded = smooth_max(win, g.cell_weights())
     padded = clamp01(padded.reshape(*lead, mh * s, mw * s)[..., :hp, :wp])
     m = g.margin
     return padded[..., m:m + g.height, m:m + g.width], padded
+
+
+def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
+    """Smooth-max pooling of weighted seed windows: ``... x mh x mw x K -> ... x mh x s x mw x s``.
+
+    ``out[i, r, j, c] = sum_k a_k softmax_k(COLDNESS * a)`` with ``a_k = windows[i, j, k] * weights[r, c, k]``.
+    Values ``a`` lie in [0, 1] (seeds and weights do), so ``exp(COLDNESS * (a - 1))`` needs no
+    running maximum. The gradient is written out (a custom VJP) so that neither pass stores the
+    ``cells x s x s x K`` products: each is one fused pass over them (the automatic one kept several
+    such arrays alive and made the mask generator cost as much as a video model's forward and
+    backward on CPU).
+
+    Args:
+      windows: ``... x mh x mw x K`` seed values around each cell.
+      weights: float32 ``s x s x K`` kernel weights of one cell (:meth:`MaskGeometry.cell_weights`).
+    """
+    w = jnp.asarray(weights)[:, None]                                                # s 1 s K
+
+    def pool(windows):
+        a = windows[..., :, None, :, None, :] * w                                     # ... mh s mw s K
+        e = jnp.exp(COLDNESS * (a - 1))
+        den = e.sum(-1)
+        return (a * e).sum(-1) / den, den
+
+    @jax.custom_vjp
+    def pooled(windows):
+        return pool(windows)[0]
+
+    def forward(windows):
+        out, den = pool(windows)
+        return out, (windows, out, den)
+
+    def backward(residuals, g):
+        windows, out, den = residuals
+        # cell-major layout ... mh mw K s s: the sum over the cell's pixels runs over the minor axes
+        def cells(x):                                                                # ... mh s mw s -> ... mh mw s s
+            return jnp.moveaxis(x, -3, -2)
+        wt = jnp.moveaxis(w[:, 0], -1, 0)                                             # K s s
+        a = windows[..., None, None] * wt                                             # ... mh mw K s s
+        e = jnp.exp(COLDNESS * (a - 1))
+        d_a = cells(g / den)[..., None, :, :] * e * (1 + COLDNESS * (a - cells(out)[..., None, :, :]))
+        return ((d_a * wt).sum(axis=(-2, -1)),)
+
+    pooled.defvjp(forward, backward)
+    return pooled(windows)
