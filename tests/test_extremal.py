@@ -29,7 +29,7 @@ def _block_area(fraction: float) -> float:
 
 
 def _run(method, num_iter=80, areas=None, **overrides):
-    config = ExtremalConfig(areas=areas or (_block_area(0.6),), num_iter=num_iter, step=STEP, sigma=SIGMA,
+    config = ExtremalConfig(areas=areas or (_block_area(0.6),), num_iter=num_iter, seed_spacing=STEP, sigma=SIGMA,
                             step_start=30, **overrides)
     return getattr(extremal, method)(planted_apply, planted_video(1), np.array([1]), config,
                                      variables=planted_variables(GAIN))
@@ -60,7 +60,7 @@ def _big_apply(variables, video):
 def found():
     hp, wp = MaskGeometry(*BIG_SHAPE[1:], BIG_STEP, BIG_SIGMA).padded_shape
     area = 0.9 * BIG_INSIDE.sum() / (BIG_SHAPE[0] * hp * wp)          # 90% of the block's volume
-    config = ExtremalConfig(areas=(area,), num_iter=BIG_ITER, step=BIG_STEP, sigma=BIG_SIGMA, reward_weight=1000.0)
+    config = ExtremalConfig(areas=(area,), num_iter=BIG_ITER, seed_spacing=BIG_STEP, sigma=BIG_SIGMA, reward_weight=1000.0)
     video = planted_video(1, BIG_SHAPE, BIG_BLOCK)
     return {m: getattr(extremal, m)(_big_apply, video, np.array([1]), config, variables=planted_variables(GAIN))
             for m in ("ep3d", "step")}
@@ -115,12 +115,11 @@ def test_temporal_smoothing_spreads_the_mask_over_time():
 
 
 def test_no_recompile_and_areas_do_not_change_the_program():
-    before = loop.TRACES["3d"]
     first = _run("ep3d", num_iter=3, areas=(0.05, 0.1))
-    after_first = loop.TRACES["3d"]
+    compiled = loop._advance._cache_size()
     again = _run("ep3d", num_iter=3, areas=(0.05, 0.1))
     other_areas = _run("ep3d", num_iter=3, areas=(0.02, 0.2))
-    assert loop.TRACES["3d"] == after_first <= before + 1
+    assert loop._advance._cache_size() == compiled
     np.testing.assert_array_equal(first.masks, again.masks)
     assert not np.array_equal(first.masks, other_areas.masks)
 
@@ -128,21 +127,32 @@ def test_no_recompile_and_areas_do_not_change_the_program():
 def test_same_key_same_masks():
     key = jax.random.key(3)
     cfg = dict(num_iter=35, areas=(0.03,), step_start=30)
-    a = extremal.step(planted_apply, planted_video(1), np.array([1]), ExtremalConfig(step=STEP, sigma=SIGMA, **cfg),
+    a = extremal.step(planted_apply, planted_video(1), np.array([1]), ExtremalConfig(seed_spacing=STEP, sigma=SIGMA, **cfg),
                       variables=planted_variables(GAIN), key=key)
-    b = extremal.step(planted_apply, planted_video(1), np.array([1]), ExtremalConfig(step=STEP, sigma=SIGMA, **cfg),
+    b = extremal.step(planted_apply, planted_video(1), np.array([1]), ExtremalConfig(seed_spacing=STEP, sigma=SIGMA, **cfg),
                       variables=planted_variables(GAIN), key=key)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_array_equal(a.history["step_loss"], b.history["step_loss"])
 
 
 def test_extremal_area_follows_the_bound():
+    areas = jnp.asarray([0.01, 0.03, 0.05])
+    hard = jnp.asarray([[0.2, 0.6, 0.9], [0.2, 0.6, 0.9]])
+    converged = jnp.asarray([[True, True, True], [True, False, True]])
+    np.testing.assert_allclose(extremal.extremal_area(areas, hard, converged, jnp.asarray([0.5, 0.5])), [0.03, 0.05])
+    assert np.isnan(extremal.extremal_area(areas, hard, converged, jnp.asarray([1.5, 0.0]))[0])
+    assert float(extremal.extremal_area(areas, hard, converged, jnp.asarray([1.5, 0.0]))[1]) == pytest.approx(0.01)
+
+
+def test_unconverged_masks_have_no_extremal_area():
+    """Three iterations leave the masks near all-ones: the result says so and claims no extremal area."""
     areas = (0.01, 0.03, 0.05)
     easy = _run("ep3d", num_iter=3, areas=areas, extremal_bound=0.0)
-    impossible = _run("ep3d", num_iter=3, areas=areas, extremal_bound=1.5)
-    assert float(easy.extremal_area[0]) == pytest.approx(0.01)
-    assert np.isnan(float(impossible.extremal_area[0]))
+    assert not np.asarray(easy.converged).any()
+    assert (np.asarray(easy.mask_area) > 0.5).all()
+    assert np.isnan(float(easy.extremal_area[0]))
     assert easy.probabilities.shape == (1, 3) and easy.masks.shape == (1, 3, 8, 32, 32)
+    assert easy.hard_probabilities.shape == easy.undecided.shape == (1, 3)
     np.testing.assert_allclose(easy.areas, areas)
 
 
@@ -156,7 +166,7 @@ def test_extremal_area_follows_the_bound():
     (dict(sigma=1.0), "too small"),
 ])
 def test_bad_config_is_a_vjx_error(change, match):
-    config = dict(areas=(0.05,), num_iter=2, step=STEP, sigma=SIGMA)
+    config = dict(areas=(0.05,), num_iter=2, seed_spacing=STEP, sigma=SIGMA)
     config.update(change)
     with pytest.raises(VjxError, match=match):
         extremal.ep3d(planted_apply, planted_video(1), np.array([1]), ExtremalConfig(**config),
@@ -177,7 +187,7 @@ def test_bad_inputs_are_vjx_errors():
 
 def test_area_groups_run_in_turn_with_the_same_result():
     """area_batch bounds memory by running groups of areas one after another in the same loop."""
-    config = ExtremalConfig(areas=(0.05, 0.1, 0.2, 0.3), num_iter=3, step=STEP, sigma=SIGMA, step_start=0)
+    config = ExtremalConfig(areas=(0.05, 0.1, 0.2, 0.3), num_iter=3, seed_spacing=STEP, sigma=SIGMA, step_start=0)
     together = extremal.step(planted_apply, planted_video(1), np.array([1]), config, variables=planted_variables())
     in_turn = extremal.step(planted_apply, planted_video(1), np.array([1]),
                             dataclasses.replace(config, area_batch=2), variables=planted_variables())

@@ -131,6 +131,9 @@ def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str
     Returns:
       ``(masks A x T x H x W, history {"reward", "area_loss"[, "step_loss"]: A x num_iter})``.
     """
+    if isinstance(model, torch.nn.Module):         # as the original: gradients for the masks only
+        for p in model.parameters():
+            p.requires_grad_(False)
     _, c, t, h, w = video.shape
     frames = video.transpose(1, 2).reshape(t, c, h, w)
     pert = Perturbation(frames)

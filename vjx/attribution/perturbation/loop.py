@@ -1,64 +1,83 @@
-"""The extremal-perturbation optimisation: one ``lax.scan`` under one ``jit``, vmapped over areas.
+"""The extremal-perturbation optimisation and the evaluation of its masks.
 
-Every area is an independent optimisation of its own seed masks (as the original's one-area runs,
-done together); videos are a batch axis whose energies are summed, as in the original.
+Every area is an independent optimisation of its own seed masks (the original runs one area per
+call; vjx runs them all). Areas are processed in groups of ``config.area_batch`` (vmapped inside a
+group, groups in turn); iterations run ``config.iterations_per_call`` per compiled call
+(:mod:`vjx.attribution._stepping`). Videos are a batch axis whose energies are summed, as in the
+original. Everything compiled is cached per (model, :class:`Problem`, shapes): new area values do
+not recompile.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from vjx.attribution import _stepping
 from vjx.attribution.perturbation import losses, mask, pyramid
-from vjx.attribution.perturbation.optim import clamped_step, torch_sgd
+from vjx.attribution.perturbation.config import ExtremalConfig
+from vjx.attribution.perturbation.optim import make_optimizer
 
-#: Number of times :func:`run` was traced, per method (tests use it to prove the jit cache works).
-TRACES: collections.Counter = collections.Counter()
+# A mask value counts as undecided (neither kept nor blurred) inside this open interval.
+UNDECIDED = (0.1, 0.9)
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-    """Everything static about one optimisation (hashable: it is a jit static argument).
+class Problem:
+    """What the compiled code depends on (hashable: a jit static argument).
 
     Attributes:
-      method: ``"2d"`` (per-frame area loss), ``"3d"`` (joint area loss) or ``"step"`` (joint + STEP loss).
+      method: ``"ep2d"`` (a per-frame area loss), ``"ep3d"``, ``"step"`` (+ the ellipsoid loss) or
+        ``"ep3d_temporal_smoothing"`` (3D-EP with seeds smoothed over time).
       geometry: the mask generator's sizes.
-      num_iter: optimisation steps.
-      variant: ``"preserve"``, ``"delete"`` or ``"dual"``.
-      perturbation: ``"blur"`` or ``"fade"``.
-      num_levels, max_blur: the perturbation pyramid.
-      learning_rate, momentum, dampening: torch-semantics SGD.
-      reward_weight: multiplies the reward.
-      area_weight: initial area-loss weight; iteration ``t`` uses ``area_weight * area_growth ** t``.
-      area_growth: per-iteration growth of the area weight.
-      step_weight, step_start: STEP loss weight from iteration ``step_start`` on (0 before).
-      temporal_sigma: if set, seeds are Gaussian-smoothed over time (in frames) before upsampling.
-      area_batch: areas vmapped together; groups of them run one after another (``lax.map``) inside
-        each iteration, bounding memory. None = all areas at once. Must divide the number of areas.
+      config: the resolved config with its areas and bound removed (those are data, not program).
     """
 
     method: str
     geometry: mask.MaskGeometry
-    num_iter: int
-    variant: str = "preserve"
-    perturbation: str = "blur"
-    num_levels: int = 8
-    max_blur: float = 20.0
-    learning_rate: float = 0.05
-    momentum: float = 0.9
-    dampening: float = 0.9
-    reward_weight: float = 100.0
-    area_weight: float = 300.0
-    area_growth: float = 1.0
-    step_weight: float = 300.0
-    step_start: int = 101
-    temporal_sigma: float | None = None
-    area_batch: int | None = None
+    config: ExtremalConfig
+
+    @staticmethod
+    def of(method: str, geometry: mask.MaskGeometry, config: ExtremalConfig) -> "Problem":
+        return Problem(method, geometry, dataclasses.replace(config, areas=(), extremal_bound=None))
+
+
+class AreaTargets(NamedTuple):
+    """Per-area data of a group of ``G`` areas (arrays, so new areas need no new compilation).
+
+    Attributes:
+      kept_values: int32 ``G``: padded-mask values the area loss pulls to 1 (per frame for 2D-EP).
+      kept_cores: int32 ``G``: ellipsoid responses STEP's loss pulls to 1 (unused by other methods).
+      keys: ``G`` PRNG keys (STEP's tie-breaking shuffle).
+    """
+
+    kept_values: jax.Array
+    kept_cores: jax.Array
+    keys: jax.Array
+
+
+@flax.struct.dataclass
+class LoopState:
+    """The optimisation state of a group: seeds ``G x B x T x h x w``, optimiser state, iteration."""
+
+    seeds: jax.Array
+    opt_state: Any
+    iteration: jax.Array
+
+
+def area_targets(method: str, areas, frames: int, geometry: mask.MaskGeometry, key: jax.Array) -> AreaTargets:
+    """The :class:`AreaTargets` of ``areas`` on clips of ``frames`` frames."""
+    hp, wp = geometry.padded_shape
+    size = hp * wp if method == "ep2d" else frames * hp * wp
+    kept = [losses.kept_values(size, a) for a in areas]
+    cores = [losses.kept_cores(a, frames, (hp, wp)) if method == "step" else 0 for a in areas]
+    return AreaTargets(jnp.asarray(kept, jnp.int32), jnp.asarray(cores, jnp.int32), jax.random.split(key, len(areas)))
 
 
 def temporal_kernel(frames: int, sigma: float) -> np.ndarray:
@@ -68,94 +87,192 @@ def temporal_kernel(frames: int, sigma: float) -> np.ndarray:
     return (k / k.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def masks_from_seeds(seeds: jax.Array, plan: Plan) -> tuple[jax.Array, jax.Array]:
+def masks_from_seeds(seeds: jax.Array, problem: Problem) -> tuple[jax.Array, jax.Array]:
     """Seeds ``B x T x h x w`` -> (cropped ``B x T x H x W``, padded ``B x T x Hp x Wp``) masks."""
-    if plan.temporal_sigma is not None:
-        kernel = jnp.asarray(temporal_kernel(seeds.shape[1], plan.temporal_sigma))
+    if problem.method == "ep3d_temporal_smoothing":
+        kernel = jnp.asarray(temporal_kernel(seeds.shape[1], problem.config.temporal_sigma))
         seeds = jnp.einsum("ts,bshw->bthw", kernel, seeds, precision="highest")
-    return mask.generate(seeds, plan.geometry)
+    return mask.generate(seeds, problem.geometry)
 
 
-def _energy(seeds, zeros, top_k, it, key, *, apply_fn, plan: Plan, variables, pyr, targets):
-    """Energy of one area for the batch (summed over videos) and its per-video terms."""
+def _optimizer(problem: Problem) -> optax.GradientTransformation:
+    c = problem.config
+    return make_optimizer(c.optimizer, c.learning_rate, momentum=c.momentum, dampening=c.dampening,
+                          lr_decay=c.lr_decay, num_iter=c.num_iter)
+
+
+def _energy(seeds, kept_values, kept_cores, key, iteration, *, apply_fn, problem: Problem, variables, pyr,
+            targets):
+    """Energy of one area for the batch (summed over videos) and its per-video terms ``B``."""
+    c = problem.config
     b, t = seeds.shape[:2]
-    masks, padded = masks_from_seeds(seeds, plan)
-    if plan.variant == "dual":
+    masks, padded = masks_from_seeds(seeds, problem)
+    if c.variant == "dual":
         x = jnp.concatenate([pyramid.apply_mask(pyr, masks), pyramid.apply_mask(pyr, 1 - masks)])
         log_p, log_not = losses.log_prob(apply_fn(variables, x), jnp.concatenate([targets, targets]))
         reward, log_p = -log_p[:b] - log_not[b:], log_p[:b]
     else:
-        keep = masks if plan.variant == "preserve" else 1 - masks
+        keep = masks if c.variant == "preserve" else 1 - masks
         log_p, log_not = losses.log_prob(apply_fn(variables, pyramid.apply_mask(pyr, keep)), targets)
-        reward = -log_p if plan.variant == "preserve" else -log_not
-    reward = plan.reward_weight * reward
-    weight = plan.area_weight * jnp.power(jnp.float32(plan.area_growth), it.astype(jnp.float32))
-    if plan.method == "2d":
-        area = losses.area_loss(padded.reshape(b, t, -1), zeros).mean(axis=1)
+        reward = -log_p if c.variant == "preserve" else -log_not
+    reward = c.reward_weight * reward
+    weight = c.area_weight * jnp.power(jnp.float32(c.area_growth), iteration.astype(jnp.float32))
+    if problem.method == "ep2d":
+        area = losses.area_loss(padded.reshape(b, t, -1), kept_values).mean(axis=1)
     else:
-        area = losses.area_loss(padded.reshape(b, -1), zeros)
+        area = losses.area_loss(padded.reshape(b, -1), kept_values)
     terms = {"reward": reward, "area_loss": weight * area, "probability": jnp.exp(log_p)}
     total = reward + weight * area
-    if plan.method == "step":
-        step_w = jnp.where(it >= plan.step_start, plan.step_weight, 0.0)
-        terms["step_loss"] = step_w * losses.step_loss(padded, top_k, jax.random.fold_in(key, it))
+    if problem.method == "step":
+        step_weight = jnp.where(iteration >= c.step_start, c.step_weight, 0.0)
+        terms["step_loss"] = step_weight * losses.step_loss(padded, kept_cores, jax.random.fold_in(key, iteration))
         total = total + terms["step_loss"]
     return jnp.sum(total), terms
 
 
-@functools.partial(jax.jit, static_argnames=("apply_fn", "plan"))
-def run(apply_fn: Callable[..., jax.Array], plan: Plan, variables: Any, videos: jax.Array,
-        targets: jax.Array, zeros: jax.Array, top_k: jax.Array, key: jax.Array,
-        init: jax.Array | None = None):
-    """Optimises masks for every area at once.
+@functools.partial(jax.jit, static_argnames=("problem",))
+def _init(seeds: jax.Array, *, problem: Problem) -> LoopState:
+    return LoopState(seeds, _optimizer(problem).init(seeds), jnp.zeros([], jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "problem", "length"), donate_argnames=("state",))
+def _advance(state: LoopState, targets_g: AreaTargets, variables, pyr, targets, *, apply_fn, problem: Problem,
+             length: int) -> tuple[LoopState, dict[str, jax.Array]]:
+    """``length`` iterations of one group; returns the new state and each term ``length x G x B``."""
+    optimizer = _optimizer(problem)
+    energy = functools.partial(_energy, apply_fn=apply_fn, problem=problem, variables=variables, pyr=pyr,
+                               targets=targets)
+    group_grads = jax.vmap(jax.grad(energy, has_aux=True), in_axes=(0, 0, 0, 0, None))
+
+    def body(state: LoopState, _):
+        grads, terms = group_grads(state.seeds, *targets_g, state.iteration)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.seeds)
+        seeds = jnp.clip(optax.apply_updates(state.seeds, updates), 0.0, 1.0)
+        return LoopState(seeds, opt_state, state.iteration + 1), terms
+
+    return _stepping.scan(body, state, length=length)
+
+
+@flax.struct.dataclass
+class Evaluation:
+    """The final masks of a group and what they achieve (leading axes ``G x B``).
+
+    Attributes:
+      masks: ``G x B x T x H x W`` cropped masks in [0, 1].
+      probabilities: ``G x B`` target probability with the soft mask preserving the video.
+      hard_probabilities: ``G x B`` the same with the hard mask (top ``a`` of the mask set to 1).
+      mask_area: ``G x B`` mean of the padded mask (the area the area loss counts).
+      undecided: ``G x B`` fraction of the cropped mask's values inside :data:`UNDECIDED`.
+    """
+
+    masks: jax.Array
+    probabilities: jax.Array
+    hard_probabilities: jax.Array
+    mask_area: jax.Array
+    undecided: jax.Array
+
+
+def hard_masks(masks: jax.Array, kept: jax.Array, per_frame: bool) -> jax.Array:
+    """Top-``kept`` values of each mask set to 1, the rest 0 (ties: the lower flat index first).
 
     Args:
-      apply_fn: ``apply_fn(variables, video) -> logits`` (static; must be hashable).
-      plan: a :class:`Plan` (static).
+      masks: ``B x T x H x W`` in [0, 1].
+      kept: int scalar, values set to 1 per mask (per frame if ``per_frame``).
+    Returns:
+      float32 ``B x T x H x W`` of 0 and 1.
+    """
+    b, t, h, w = masks.shape
+    flat = masks.reshape(b, t, h * w) if per_frame else masks.reshape(b, 1, t * h * w)
+    order = jnp.argsort(-flat, axis=-1, stable=True)
+    ranks = jnp.argsort(order, axis=-1)
+    return (ranks < kept).astype(jnp.float32).reshape(masks.shape)
+
+
+def preserved_probability(apply_fn, variables, pyr: jax.Array, targets: jax.Array, masks: jax.Array) -> jax.Array:
+    """Target probability ``B`` of each video perturbed by its mask ``B x T x H x W`` (1 keeps, 0 blurs most)."""
+    log_p, _ = losses.log_prob(apply_fn(variables, pyramid.apply_mask(pyr, masks)), targets)
+    return jnp.exp(log_p)
+
+
+def hard_kept(method: str, area: jax.Array, frames: int, height: int, width: int) -> jax.Array:
+    """Values a hard mask keeps: ``round(a N)`` of the ``N = T H W`` (2D-EP: ``H W`` per frame) pixels."""
+    size = height * width if method == "ep2d" else frames * height * width
+    return jnp.round(area * size).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn", "problem"))
+def _evaluate(seeds: jax.Array, areas: jax.Array, variables, pyr, targets, *, apply_fn, problem: Problem) -> Evaluation:
+    """Masks of a group's seeds ``G x B x T x h x w`` and their scores (areas ``G``), one area at a time."""
+    def one(args):
+        seeds_a, area = args
+        masks, padded = masks_from_seeds(seeds_a, problem)
+        _, t, h, w = masks.shape
+        hard = hard_masks(masks, hard_kept(problem.method, area, t, h, w), problem.method == "ep2d")
+        lo, hi = UNDECIDED
+        return Evaluation(
+            masks=masks, probabilities=preserved_probability(apply_fn, variables, pyr, targets, masks),
+            hard_probabilities=preserved_probability(apply_fn, variables, pyr, targets, hard),
+            mask_area=padded.mean(axis=(1, 2, 3)),
+            undecided=((masks > lo) & (masks < hi)).mean(axis=(1, 2, 3)))
+
+    return jax.lax.map(one, (seeds, areas))
+
+
+@functools.partial(jax.jit, static_argnames=("num_levels", "max_blur", "kind"))
+def _pyramid(videos, *, num_levels: int, max_blur: float, kind: str) -> jax.Array:
+    return pyramid.build_pyramid(videos, num_levels, max_blur, kind)
+
+
+@functools.partial(jax.jit, static_argnames=("apply_fn",))
+def _probability(variables, videos, targets, *, apply_fn) -> jax.Array:
+    return jnp.exp(losses.log_prob(apply_fn(variables, videos), targets)[0])
+
+
+def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[float, ...], variables: Any,
+             videos: jax.Array, targets: jax.Array, key: jax.Array, *, init: jax.Array | None = None,
+             progress: Callable[[int, int], None] | None = None):
+    """Optimises masks for every area and evaluates them.
+
+    Args:
+      apply_fn: ``apply_fn(variables, video) -> logits`` (hashable: a jit static argument).
+      problem: a :class:`Problem` of a resolved config.
+      areas: ``A`` area ratios.
       variables: the model's variables.
       videos: float32 ``B x T x H x W x C``.
       targets: int32 ``B``.
-      zeros: int32 ``A``: zeros of each area's reference profile.
-      top_k: int32 ``A``: STEP's top-k of each area (ignored by the other methods).
       key: PRNG key (STEP's tie-breaking shuffle).
       init: starting seeds ``A x B x T x h x w``; None = ones (the original's start).
+      progress: called as ``progress(iterations done, num_iter)`` after each compiled call.
     Returns:
-      ``(masks A x B x T x H x W, probabilities A x B, history {name: num_iter x A x B}, base_probability B)``.
+      ``(Evaluation with leading A x B, history {name: num_iter x A x B}, base probability B)``.
     """
-    TRACES[plan.method] += 1
-    num_areas = zeros.shape[0]
+    config = problem.config
+    num_areas, group = len(areas), config.area_batch
     b, t = videos.shape[:2]
-    pyr = pyramid.build_pyramid(videos, plan.num_levels, plan.max_blur, plan.perturbation)   # once
-    grad_fn = jax.grad(functools.partial(_energy, apply_fn=apply_fn, plan=plan, variables=variables,
-                                             pyr=pyr, targets=targets), has_aux=True)
-    grad_areas = jax.vmap(grad_fn, in_axes=(0, 0, 0, None, 0))
-    area_keys = jax.random.split(key, num_areas)
-    optimizer = torch_sgd(plan.learning_rate, plan.momentum, plan.dampening)
-    seeds = jnp.ones((num_areas, b, t, *plan.geometry.seed_shape), jnp.float32) if init is None else init
-
-    group = plan.area_batch or num_areas
-
-    def area_grads(seeds, it):
-        if group == num_areas:
-            return grad_areas(seeds, zeros, top_k, it, area_keys)
-        split = lambda a: a.reshape(num_areas // group, group, *a.shape[1:])      # noqa: E731
-        out = jax.lax.map(lambda args: grad_areas(*args[:3], it, args[3]),
-                          tuple(split(a) for a in (seeds, zeros, top_k, area_keys)))
-        return jax.tree_util.tree_map(lambda a: a.reshape(num_areas, *a.shape[2:]), out)
-
-    def body(carry, it):
-        seeds, state = carry
-        grads, terms = area_grads(seeds, it)
-        seeds, state = clamped_step(optimizer, seeds, grads, state)
-        return (seeds, state), terms
-
-    (seeds, _), history = jax.lax.scan(body, (seeds, optimizer.init(seeds)), jnp.arange(plan.num_iter))
-
-    def preserved(seeds_a):
-        masks_a, _ = masks_from_seeds(seeds_a, plan)
-        log_p, _ = losses.log_prob(apply_fn(variables, pyramid.apply_mask(pyr, masks_a)), targets)
-        return masks_a, jnp.exp(log_p)
-
-    masks, probs = jax.lax.map(preserved, seeds)
-    base, _ = losses.log_prob(apply_fn(variables, videos), targets)
-    return masks, probs, history, jnp.exp(base)
+    pyr = _pyramid(videos, num_levels=config.num_levels, max_blur=config.max_blur, kind=config.perturbation)
+    per_area = area_targets(problem.method, areas, t, problem.geometry, key)
+    if init is None:
+        init = jnp.ones((num_areas, b, t, *problem.geometry.seed_shape), jnp.float32)
+    groups = [slice(g, g + group) for g in range(0, num_areas, group)]
+    states = [_init(init[g], problem=problem) for g in groups]
+    chunks: list[dict[str, jax.Array]] = []
+    per_call = _stepping.steps_per_call(config.num_iter, config.iterations_per_call)
+    done = 0
+    while done < config.num_iter:
+        length = min(per_call, config.num_iter - done)
+        terms = []
+        for i, g in enumerate(groups):
+            states[i], group_terms = _advance(states[i], AreaTargets(*(a[g] for a in per_area)), variables, pyr,
+                                              targets, apply_fn=apply_fn, problem=problem, length=length)
+            terms.append(group_terms)
+        chunks.append({k: jnp.concatenate([g[k] for g in terms], axis=1) for k in terms[0]})
+        done += length
+        if progress is not None:
+            jax.block_until_ready(states)
+            progress(done, config.num_iter)
+    history = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    area_values = jnp.asarray(areas, jnp.float32)
+    evaluations = [_evaluate(state.seeds, area_values[g], variables, pyr, targets, apply_fn=apply_fn,
+                             problem=problem) for state, g in zip(states, groups)]
+    evaluation = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts), *evaluations)
+    return evaluation, history, _probability(variables, videos, targets, apply_fn=apply_fn)

@@ -23,21 +23,26 @@ def log_prob(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Arra
     return log_p, log_not
 
 
-def num_zeros(size: int, area: float) -> int:
-    """Zeros in the reference step profile of ``size`` values with ones-fraction ``area`` (as the original)."""
-    return int(size * (1 - area))
+def kept_values(size: int, area: float) -> int:
+    """How many of ``size`` mask values the area loss pulls to 1 at ``area``.
+
+    ``size - int(size * (1 - area))``: the original's reference profile has ``int(size * (1 - area))``
+    zeros followed by ones.
+    """
+    return size - int(size * (1 - area))
 
 
-def area_loss(values: jax.Array, zeros: jax.Array) -> jax.Array:
+def area_loss(values: jax.Array, kept: jax.Array) -> jax.Array:
     """Mean squared difference between sorted values and a ``0 ... 0 1 ... 1`` profile.
 
     Args:
       values: ``... x N`` mask values (one profile per leading index).
-      zeros: int scalar, how many zeros the profile starts with.
+      kept: int scalar, how many ones the profile ends with (:func:`kept_values`).
     Returns:
       ``...`` losses.
     """
-    ref = (jnp.arange(values.shape[-1]) >= zeros).astype(values.dtype)
+    n = values.shape[-1]
+    ref = (jnp.arange(n) >= n - kept).astype(values.dtype)
     return jnp.mean((jnp.sort(values, axis=-1) - ref) ** 2, axis=-1)
 
 
@@ -55,9 +60,9 @@ def core_ones(shape: tuple[int, int, int] = CORE_SHAPE) -> int:
     return int(shape[0] * shape[1] * shape[2] * CORE_FILL)
 
 
-def core_top_k(area: float, frames: int, padded_shape: tuple[int, int],
+def kept_cores(area: float, frames: int, padded_shape: tuple[int, int],
                shape: tuple[int, int, int] = CORE_SHAPE) -> int:
-    """How many kernel responses STEP pulls to 1: ``ceil(a T Hp Wp / ones)``."""
+    """How many ellipsoid responses STEP pulls to 1: ``ceil(a T Hp Wp / ones)``."""
     return math.ceil(area * frames * padded_shape[0] * padded_shape[1] / core_ones(shape))
 
 
@@ -73,11 +78,12 @@ def core_responses(padded: jax.Array, shape: tuple[int, int, int] = CORE_SHAPE) 
     return out.reshape(padded.shape[0], -1) / float(kernel.sum())
 
 
-def step_loss(padded: jax.Array, top_k: jax.Array, key: jax.Array | None,
+def step_loss(padded: jax.Array, kept: jax.Array, key: jax.Array | None,
               shape: tuple[int, int, int] = CORE_SHAPE) -> jax.Array:
     """STEP's smoothness loss ``B x T x Hp x Wp -> B``.
 
-    The responses sorted in descending order: the first ``top_k`` are pulled to 1, the rest to 0,
+    The responses sorted in descending order: the first ``kept`` (:func:`kept_cores`) are pulled to
+    1, the rest to 0,
     each part by its mean squared error (an empty part adds 0; the original would give NaN).
     Ties are broken at random, as the original does by shuffling before the sort: the responses are
     permuted with ``key`` and then sorted stably (``key=None``: ties keep index order). The loss value
@@ -88,8 +94,8 @@ def step_loss(padded: jax.Array, top_k: jax.Array, key: jax.Array | None,
     if key is not None:
         r = r[:, jax.random.permutation(key, n)]
     r = -jnp.sort(-r, axis=-1, stable=True)
-    top = jnp.arange(n) < top_k
-    k = top_k.astype(r.dtype)
+    top = jnp.arange(n) < kept
+    k = kept.astype(r.dtype)
     high = jnp.sum(jnp.where(top, (r - 1) ** 2, 0), axis=-1) / jnp.maximum(k, 1)
     low = jnp.sum(jnp.where(top, 0, r ** 2), axis=-1) / jnp.maximum(n - k, 1)
     return high + low

@@ -1,0 +1,219 @@
+"""The settings of an extremal-perturbation run, its named schedules, and their checks (in one place).
+
+An :class:`ExtremalConfig` may leave optimisation fields as ``None``; :func:`resolve` fills them from
+the named :data:`SCHEDULES` entry and the method (STEP's reward weight and area-weight growth), checks
+everything, and returns the config the loop runs plus the mask geometry. A resolved config has no
+``None`` left but ``extremal_bound`` (None: the unperturbed probability).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from vjx.attribution.perturbation import losses
+from vjx.attribution.perturbation.mask import MaskGeometry
+from vjx.attribution.perturbation.optim import LR_DECAYS, OPTIMIZERS
+from vjx.errors import VjxError
+
+METHODS = ("ep2d", "ep3d", "step", "ep3d_temporal_smoothing")
+VARIANTS = ("preserve", "delete", "dual")
+PERTURBATIONS = ("blur", "fade")
+DEFAULT_AREAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2)
+# Table 4 of the paper compares 3D-EP with seeds smoothed over time by a normalised Gaussian for three
+# sigmas; our copy of the paper does not preserve the three values, so the default is 1 frame.
+DEFAULT_TEMPORAL_SIGMA = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A named way to optimise the masks: the defaults of the config's optimisation fields.
+
+    Attributes:
+      num_iter: iterations.
+      optimizer, learning_rate, lr_decay: see :func:`vjx.attribution.perturbation.optim.make_optimizer`.
+      step_start: first iteration at which STEP's ellipsoid loss counts.
+      step_area_growth: STEP's per-iteration factor on the area-loss weight.
+      scales_with_length: if True, a run of another length keeps the same weight curves over the
+        run (``step_start`` in proportion, the growth to the same final factor); if False they stay
+        per iteration, as the original code has them.
+    """
+
+    num_iter: int
+    optimizer: str
+    learning_rate: float
+    lr_decay: str
+    step_start: int
+    step_area_growth: float
+    scales_with_length: bool
+
+    def step_weights(self, num_iter: int) -> tuple[int, float]:
+        """``(step_start, step_area_growth)`` for a run of ``num_iter`` iterations."""
+        if not self.scales_with_length or num_iter == self.num_iter:
+            return self.step_start, self.step_area_growth
+        scale = num_iter / self.num_iter
+        return max(0, round(self.step_start * scale)), self.step_area_growth ** (1 / scale)
+
+
+SCHEDULES: dict[str, Schedule] = {
+    # The original toolkit's: SGD lr 0.05, momentum and dampening 0.9, 2000 iterations; STEP's loss
+    # from iteration 101, its area weight x1.0008668 per iteration (about x2 every 800).
+    "original": Schedule(num_iter=2000, optimizer="sgd", learning_rate=0.05, lr_decay="constant", step_start=101,
+                         step_area_growth=1.0008668, scales_with_length=False),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtremalConfig:
+    """Settings of an extremal-perturbation run (frozen and hashable).
+
+    Fields left ``None`` take the schedule's value (or the method's, see :func:`resolve`).
+
+    Attributes:
+      areas: preserved-area ratios in (0, 1), each optimised on its own.
+      schedule: a name of :data:`SCHEDULES`: ``"original"`` (the original toolkit's SGD, 2000
+        iterations) or ``"fast"``.
+      num_iter: iterations (None: the schedule's).
+      variant: ``"preserve"`` (reward ``-log p``), ``"delete"`` (``-log(1 - p)`` with the mask's
+        complement kept) or ``"dual"`` (both summed).
+      perturbation: ``"blur"`` (the original's choice) or ``"fade"``.
+      optimizer: ``"sgd"`` (PyTorch semantics, with ``momentum`` and ``dampening``) or ``"adam"``.
+      learning_rate, lr_decay: initial learning rate and its decay (``"constant"`` or ``"cosine"``).
+      momentum, dampening: SGD only.
+      seed_spacing: pixels between the seed points of the mask generator (the original's ``step``).
+      sigma: smooth-max sigma in pixels; None = the Model spec's ``ep_sigma`` when the input has the
+        spec's size, else 11 for frames up to 168 px and 23 above (the original: 11 at 112, 23 at 224).
+      num_levels, max_blur: blur pyramid levels and the strongest blur sigma.
+      reward_weight: None = 100 (2D/3D-EP) or 1 (STEP).
+      area_weight: initial area-loss weight.
+      area_growth: per-iteration factor on the area weight; None = the schedule's for STEP, 1 otherwise.
+      step_weight: weight of STEP's ellipsoid loss once active.
+      step_start: first iteration where STEP's loss counts (None: the schedule's; the original's 101).
+      temporal_sigma: seed smoothing over time in frames (``ep3d_temporal_smoothing`` only).
+      extremal_bound: the probability a hard mask must keep to count in Eq. 3; None = the
+        unperturbed one.
+      area_batch: areas optimised side by side (vmapped); groups of them take turns. None = 1 on CPU
+        (one area at a time is fastest there and bounds memory), all at once elsewhere.
+      iterations_per_call: iterations per compiled call. None = 1 on CPU, all of them elsewhere
+        (see :mod:`vjx.attribution._stepping`).
+    """
+
+    areas: tuple[float, ...] = DEFAULT_AREAS
+    schedule: str = "original"
+    num_iter: int | None = None
+    variant: str = "preserve"
+    perturbation: str = "blur"
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    lr_decay: str | None = None
+    momentum: float = 0.9
+    dampening: float = 0.9
+    seed_spacing: int = 7
+    sigma: float | None = None
+    num_levels: int = 8
+    max_blur: float = 20.0
+    reward_weight: float | None = None
+    area_weight: float = 300.0
+    area_growth: float | None = None
+    step_weight: float = 300.0
+    step_start: int | None = None
+    temporal_sigma: float = DEFAULT_TEMPORAL_SIGMA
+    extremal_bound: float | None = None
+    area_batch: int | None = None
+    iterations_per_call: int | None = None
+
+
+def default_sigma(size: int) -> float:
+    """Smooth-max sigma for frames of ``size`` pixels: 11 up to 168 px (112 inputs), 23 above (224)."""
+    return 11.0 if size <= 168 else 23.0
+
+
+def check_areas(areas) -> tuple[float, ...]:
+    """The areas as a tuple of floats strictly inside (0, 1); a VjxError naming ``areas`` otherwise."""
+    if not isinstance(areas, (tuple, list)) or not areas:
+        raise VjxError(f"areas must be a non-empty tuple of ratios, got {areas!r}")
+    try:
+        values = tuple(float(a) for a in areas)
+    except (TypeError, ValueError):
+        raise VjxError(f"areas must be numbers between 0 and 1, got {areas!r}") from None
+    bad = [a for a in values if not 0 < a < 1]
+    if bad:
+        raise VjxError(f"areas must lie strictly between 0 and 1, got {bad[0]!r}")
+    return values
+
+
+def check_num_iter(num_iter) -> int:
+    """``num_iter`` as a positive int; a VjxError naming it otherwise."""
+    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 1:
+        raise VjxError(f"num_iter must be a positive integer, got {num_iter!r}")
+    return num_iter
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise VjxError(f"config.{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def resolve(method: str, config: ExtremalConfig, frames: int, height: int, width: int,
+            spec_sigma: float | None = None) -> tuple[ExtremalConfig, MaskGeometry]:
+    """Checks ``config`` for ``method`` on clips of ``frames x height x width`` and fills its ``None`` fields.
+
+    Args:
+      method: one of :data:`METHODS`.
+      spec_sigma: the model spec's ``ep_sigma`` if the clip has the spec's size.
+    Returns:
+      ``(resolved config, mask geometry)``.
+    Raises:
+      VjxError: an unknown name, a value out of range, or clips too small for the mask geometry.
+    """
+    if not isinstance(config, ExtremalConfig):
+        raise VjxError(f"config must be an ExtremalConfig, got {type(config).__name__}")
+    _choice("schedule", config.schedule, tuple(SCHEDULES))
+    schedule = SCHEDULES[config.schedule]
+    num_iter = check_num_iter(schedule.num_iter if config.num_iter is None else config.num_iter)
+    step_start, step_growth = schedule.step_weights(num_iter)
+    is_step = method == "step"
+    config = dataclasses.replace(
+        config, areas=check_areas(config.areas), num_iter=num_iter,
+        optimizer=config.optimizer or schedule.optimizer,
+        learning_rate=schedule.learning_rate if config.learning_rate is None else float(config.learning_rate),
+        lr_decay=config.lr_decay or schedule.lr_decay,
+        reward_weight=float(config.reward_weight if config.reward_weight is not None else (1.0 if is_step else 100.0)),
+        area_growth=float(config.area_growth if config.area_growth is not None else (step_growth if is_step else 1.0)),
+        step_start=int(step_start if config.step_start is None else config.step_start))
+    _choice("variant", config.variant, VARIANTS)
+    _choice("perturbation", config.perturbation, PERTURBATIONS)
+    _choice("optimizer", config.optimizer, OPTIMIZERS)
+    _choice("lr_decay", config.lr_decay, LR_DECAYS)
+    if not config.learning_rate > 0:
+        raise VjxError(f"config.learning_rate must be positive, got {config.learning_rate!r}")
+    if not isinstance(config.seed_spacing, int) or config.seed_spacing < 1:
+        raise VjxError(f"config.seed_spacing must be a positive integer (pixels), got {config.seed_spacing!r}")
+    if config.sigma is not None and not config.sigma > 0:
+        raise VjxError(f"config.sigma must be positive (pixels) or None, got {config.sigma!r}")
+    if config.num_levels < 2 or not config.max_blur > 0:
+        raise VjxError("config.num_levels must be >= 2 and config.max_blur > 0")
+    if not config.temporal_sigma > 0:
+        raise VjxError(f"config.temporal_sigma must be positive (frames), got {config.temporal_sigma!r}")
+    num_areas = len(config.areas)
+    area_batch = config.area_batch if config.area_batch is not None else (
+        1 if jax.default_backend() == "cpu" else num_areas)
+    if not isinstance(area_batch, int) or area_batch < 1 or num_areas % area_batch:
+        raise VjxError(f"config.area_batch {area_batch} must be a positive divisor of the number of areas ({num_areas})")
+    per_call = config.iterations_per_call
+    if per_call is not None and (not isinstance(per_call, int) or per_call < 1):
+        raise VjxError(f"config.iterations_per_call must be a positive integer or None, got {per_call!r}")
+
+    if min(height, width) < config.seed_spacing:
+        raise VjxError(f"videos of {height}x{width} pixels are smaller than the mask step (seed spacing "
+                       f"{config.seed_spacing}); use larger frames or a smaller config.seed_spacing")
+    sigma = config.sigma if config.sigma is not None else (spec_sigma or default_sigma(min(height, width)))
+    geometry = MaskGeometry(height, width, config.seed_spacing, float(sigma))
+    hp, wp = geometry.padded_shape
+    if min(hp - height, wp - width) < geometry.margin:
+        raise VjxError(f"mask sigma {sigma} is too small for seed spacing {config.seed_spacing}: the smooth "
+                       f"mask does not cover {height}x{width} frames; use sigma >= spacing / 2 or so")
+    if is_step and (frames < losses.CORE_SHAPE[0] or min(hp, wp) < losses.CORE_SHAPE[1]):
+        raise VjxError(f"STEP needs at least {losses.CORE_SHAPE[0]} frames and frames of {losses.CORE_SHAPE[1]}+ "
+                       f"mask pixels, got {frames} frames; use ep3d")
+    return dataclasses.replace(config, sigma=float(sigma), area_batch=area_batch), geometry
