@@ -12,7 +12,7 @@ float32 ``B x T x H x W x C``.
     from vjx import attribution, metrics
     result = attribution.step(model, x, targets)                       # masks B x A x T x H x W
     hard = metrics.hard_masks(result.masks, result.areas)              # exactly round(a T H W) ones
-    metrics.preserved_probability(model, x, targets, hard)             # B x A
+    metrics.preserved_probability(model, x, targets, hard)             # B x A = result.hard_probabilities
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vjx.attribution import _common
-from vjx.attribution.perturbation import losses, pyramid
+from vjx.attribution.perturbation import losses, loop, pyramid
 from vjx.errors import VjxError
 
 PERTURBATIONS = ("blur", "fade")
@@ -66,19 +66,20 @@ def _descending_ranks(values: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("per_frame",))
-def _hard_masks(masks: jax.Array, counts: jax.Array, *, per_frame: bool) -> jax.Array:
-    b, a, t, h, w = masks.shape
-    flat = masks.reshape(b, a, t, h * w) if per_frame else masks.reshape(b, a, 1, t * h * w)
-    ranks = _descending_ranks(flat)
-    return (ranks < counts[None, :, None, None]).astype(jnp.float32).reshape(masks.shape)
+def _hard_masks(masks: jax.Array, areas: jax.Array, *, per_frame: bool) -> jax.Array:
+    """``B x A x T x H x W`` masks, ``A`` areas -> hard masks, by the extremal loop's own rule."""
+    _, _, t, h, w = masks.shape
+    kept = loop.hard_kept("ep2d" if per_frame else "ep3d", areas, t, h, w)                # A
+    return jax.vmap(lambda m, k: loop.hard_masks(m, k, per_frame), in_axes=(1, 0), out_axes=1)(masks, kept)
 
 
 def hard_masks(masks, areas, *, per_frame: bool = False) -> jax.Array:
     """Binarises soft masks: each mask's top ``a`` fraction becomes 1, the rest 0.
 
-    Exactly ``round(a * N)`` values become 1 (``N = T * H * W``, or ``H * W`` per frame; ``round``
-    is Python's, halves to even, computed in float64). Among equal values the one with the lower
-    flat (row-major ``t, y, x``) index is kept first, so the result is deterministic.
+    Exactly ``round(a * N)`` values become 1 (``N = T * H * W``, or ``H * W`` per frame; rounded
+    half to even in float32, as ``ExtremalResult.hard_probabilities`` counts them). Among equal
+    values the one with the lower flat (row-major ``t, y, x``) index is kept first, so the result
+    is deterministic.
 
     Args:
       masks: float ``B x A x T x H x W`` (one area per ``A``) or ``B x T x H x W`` (one area).
@@ -89,16 +90,14 @@ def hard_masks(masks, areas, *, per_frame: bool = False) -> jax.Array:
       float32 masks of the input's shape, values 0 or 1.
     """
     masks, has_areas = _with_area_axis("masks", masks)
-    areas = np.asarray(areas, np.float64)
+    areas = np.asarray(areas, np.float32)
     if has_areas and areas.shape != (masks.shape[1],):
         raise VjxError(f"areas must hold one ratio per mask (A = {masks.shape[1]}), got shape {areas.shape}")
     if not has_areas and areas.ndim != 0:
         raise VjxError(f"areas must be one scalar ratio for B x T x H x W masks, got shape {areas.shape}")
     if not ((areas >= 0) & (areas <= 1)).all():
         raise VjxError(f"areas must lie in [0, 1], got {areas.tolist()}")
-    size = masks.shape[3] * masks.shape[4] * (1 if per_frame else masks.shape[2])
-    counts = np.round(areas.reshape(-1) * size).astype(np.int32)
-    hard = _hard_masks(masks, jnp.asarray(counts), per_frame=bool(per_frame))
+    hard = _hard_masks(masks, jnp.asarray(areas.reshape(-1)), per_frame=bool(per_frame))
     return hard if has_areas else hard[:, 0]
 
 
@@ -106,12 +105,9 @@ def hard_masks(masks, areas, *, per_frame: bool = False) -> jax.Array:
 def _preserved_probability(apply_fn, variables, videos, targets, masks, *, num_levels: int, max_blur: float,
                            perturbation: str) -> jax.Array:
     pyr = pyramid.build_pyramid(videos, num_levels, max_blur, perturbation)
-
-    def one_area(area_masks):                                          # B x T x H x W
-        log_p, _ = losses.log_prob(apply_fn(variables, pyramid.apply_mask(pyr, area_masks)), targets)
-        return jnp.exp(log_p)
-
-    return jax.lax.map(one_area, jnp.swapaxes(masks, 0, 1)).T          # B x A
+    by_area = jax.lax.map(lambda m: loop.preserved_probability(apply_fn, variables, pyr, targets, m),
+                          jnp.swapaxes(masks, 0, 1))
+    return by_area.T                                                                      # B x A
 
 
 def preserved_probability(model, videos, targets, masks, *, variables: Mapping[str, Any] | None = None,
