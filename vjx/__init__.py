@@ -6,7 +6,7 @@
     x = model.spec.prepare(video.frames)        # float32 T x 224 x 224 x 3
     logits = model(x[None])                     # 1 x 400
 """
-from vjx import attribution
+from vjx import attribution, metrics
 from vjx.data import Video, list_videos, read_video, sample_frames, sample_video_path
 from vjx.errors import VjxError
 from vjx.model import Model, load_model
@@ -15,6 +15,6 @@ from vjx.startup_log import hide_missing_tpu_notice
 
 hide_missing_tpu_notice()
 
-__all__ = ["Model", "attribution", "ModelSpec", "Video", "VjxError", "get_spec", "list_videos", "load_model", "model_names",
+__all__ = ["Model", "attribution", "metrics", "ModelSpec", "Video", "VjxError", "get_spec", "list_videos", "load_model", "model_names",
            "read_video", "sample_frames", "sample_video_path"]
 __version__ = "0.1.0"
