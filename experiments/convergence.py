@@ -1,0 +1,203 @@
+"""How fast extremal masks converge: each schedule's masks scored against iterations, on real clips.
+
+    python -m experiments.convergence --videos_dir ../shared/data/kinetics/sampled_frames \\
+        --output_dir convergence --size 112                     # original (2000 it.) and fast schedules
+    python -m experiments.convergence --output_dir convergence --report_only   # tables + plot again
+
+For every clip x method x schedule it runs the pretrained I3D's extremal perturbation over the areas
+(the class explained is the model's top prediction) and scores the masks at several iterations:
+- the target probability the HARD mask keeps (each mask's top ``a`` set to 1, the rest 0, blur
+  elsewhere) - it should reach the original schedule's final value (within 0.02);
+- the soft mask's area on the padded mask the area loss counts - within 0.02 of ``a``;
+- the fraction of mask values between 0.1 and 0.9 - at most 10%.
+Each run is written to ``<output_dir>/runs/`` as soon as it ends, so a rerun continues where the last
+stopped (2000 iterations of three areas take hours on a 2-core CPU). Then it writes ``report.md``
+(the tables) and ``convergence.png`` (hard-mask probability against iterations).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+from absl import flags
+
+from experiments import _cli
+
+_VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of clips (frame folders or video files).")
+_VIDEO = flags.DEFINE_list("video", None, "Clip(s) to add (default: the bundled clip).")
+_SIZE = flags.DEFINE_integer("size", 112, "Input side: 112 (frames resized to 128, centre crop) or 224 (the spec's).")
+_METHODS = flags.DEFINE_list("methods", ["step", "3d_ep"], "step, 3d_ep and/or 2d_ep.")
+_AREAS = flags.DEFINE_list("perturb_area", ["0.05", "0.1", "0.2"], "Area ratios.")
+_SCHEDULES = flags.DEFINE_list("schedules", ["original", "fast"], "Schedules to compare (the first is the reference).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "convergence", "Where runs, report.md and convergence.png go.")
+_NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations of every schedule (default: each schedule's own).")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report from the finished runs.")
+
+METHOD_FUNCTIONS = {"step": "step", "3d_ep": "ep3d", "2d_ep": "ep2d"}
+# Iterations at which the masks are scored, per schedule length.
+CHECKPOINTS = (10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500)
+PROBABILITY_MARGIN, AREA_TOLERANCE, MAX_UNDECIDED = 0.02, 0.02, 0.10
+
+
+def clips() -> list[str]:
+    from vjx import data
+
+    paths = list(_VIDEO.value or [])
+    if _VIDEOS_DIR.value:
+        paths += data.list_videos(_VIDEOS_DIR.value)
+    return paths or [data.sample_video_path()]
+
+
+def model_input(model, path: str, size: int) -> np.ndarray:
+    """float32 ``1 x T x size x size x 3`` for the model (short side resized to ``size * 8 / 7``)."""
+    from vjx import data
+
+    spec = model.spec if size == model.spec.crop else dataclasses.replace(model.spec, resize=size * 8 // 7, crop=size)
+    return spec.preprocess(data.sample_frames(data.read_video(path).frames, spec.num_frames, repeat=True))[None]
+
+
+def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[float, ...], num_iter: int) -> dict:
+    """One clip x method x schedule: scores at every checkpoint and at the end."""
+    import jax
+
+    from vjx.attribution import extremal
+
+    config = extremal.ExtremalConfig(areas=areas, schedule=schedule, num_iter=num_iter,
+                                     sigma=extremal.default_sigma(x.shape[2]))
+    start = time.perf_counter()
+    result = getattr(extremal, METHOD_FUNCTIONS[method])(model, x, np.array([target]), config,
+                                                        evaluate_at=tuple(c for c in CHECKPOINTS if c < num_iter))
+    jax.block_until_ready(result.masks)
+    seconds = time.perf_counter() - start
+    scores = {**{int(i): s for i, s in result.snapshots.items()}, num_iter: result}
+    return {"seconds": seconds, "num_iter": num_iter, "base_probability": float(result.base_probability[0]),
+            "checkpoints": {str(i): {name: np.asarray(getattr(s, name))[0].tolist()
+                                     for name in ("hard_probabilities", "probabilities", "mask_area", "undecided")}
+                            for i, s in sorted(scores.items())}}
+
+
+def report(runs: dict, areas: tuple[float, ...], schedules: list[str]) -> str:
+    """Markdown tables: each schedule's final scores against the reference (the first schedule)."""
+    reference = schedules[0]
+    lines = []
+    for schedule in schedules[1:]:
+        lines += [f"### {schedule} vs {reference}", "",
+                  f"| clip | method | area | {reference} hard p | {schedule} hard p | difference | soft area "
+                  f"| undecided | meets (a) (b) (c) |", "|---|---|---|---|---|---|---|---|---|"]
+        for (clip, method), by_schedule in sorted(runs.items()):
+            if reference not in by_schedule or schedule not in by_schedule:
+                continue
+            ref, run = by_schedule[reference], by_schedule[schedule]
+            ref_final, final = ref["checkpoints"][str(ref["num_iter"])], run["checkpoints"][str(run["num_iter"])]
+            for a, area in enumerate(areas):
+                diff = final["hard_probabilities"][a] - ref_final["hard_probabilities"][a]
+                ok = (diff >= -PROBABILITY_MARGIN, abs(final["mask_area"][a] - area) <= AREA_TOLERANCE,
+                      final["undecided"][a] <= MAX_UNDECIDED)
+                lines.append(f"| {clip} | {method} | {area:g} | {ref_final['hard_probabilities'][a]:.3f} | "
+                             f"{final['hard_probabilities'][a]:.3f} | {diff:+.3f} | {final['mask_area'][a]:.3f} | "
+                             f"{final['undecided'][a]:.3f} | {' '.join('yes' if o else 'NO' for o in ok)} |")
+        lines.append("")
+    lines += ["### Every schedule at every checkpoint (mean over clips and areas)", "",
+              "| method | schedule | iterations | hard p | soft area - a (mean abs) | undecided | seconds per run |",
+              "|---|---|---|---|---|---|---|"]
+    for method in sorted({m for _, m in runs}):
+        for schedule in schedules:
+            done = [r[schedule] for (_, m), r in runs.items() if m == method and schedule in r]
+            if not done:
+                continue
+            for it in sorted({int(i) for r in done for i in r["checkpoints"]}):
+                rows = [r["checkpoints"][str(it)] for r in done if str(it) in r["checkpoints"]]
+                hard = np.mean([row["hard_probabilities"] for row in rows])
+                area_err = np.mean([np.abs(np.asarray(row["mask_area"]) - areas) for row in rows])
+                undecided = np.mean([row["undecided"] for row in rows])
+                seconds = np.mean([r["seconds"] for r in done])
+                lines.append(f"| {method} | {schedule} | {it} | {hard:.3f} | {area_err:.3f} | {undecided:.3f} | "
+                             f"{seconds:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict, schedules: list[str]) -> bytes:
+    """PNG: hard-mask probability against iterations, one line per clip x method x schedule (mean of areas)."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({m for _, m in runs})
+    fig, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4), squeeze=False)
+    styles = {s: st for s, st in zip(schedules, ("-", "--", ":", "-."))}
+    for ax, method in zip(axes[0], methods):
+        for (clip, m), by_schedule in sorted(runs.items()):
+            if m != method:
+                continue
+            for schedule, run in by_schedule.items():
+                its = sorted(int(i) for i in run["checkpoints"])
+                ax.plot(its, [np.mean(run["checkpoints"][str(i)]["hard_probabilities"]) for i in its],
+                        styles.get(schedule, "-"), marker=".", label=f"{clip[:18]} {schedule}")
+        ax.set_xscale("log")
+        ax.set_xlabel("iterations")
+        ax.set_ylabel("target probability kept by the hard mask (mean of areas)")
+        ax.set_title(method)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def main(argv: list[str]) -> None:
+    _cli.no_extra_arguments(argv)
+    import vjx
+    from vjx.attribution import extremal
+    from vjx.errors import VjxError
+    from vjx.pipeline import OutputWriter, json_bytes
+
+    for method in _METHODS.value:
+        if method not in METHOD_FUNCTIONS:
+            raise VjxError(f"--methods: {method!r} is not one of {', '.join(METHOD_FUNCTIONS)}")
+    for schedule in _SCHEDULES.value:
+        if schedule not in extremal.SCHEDULES:
+            raise VjxError(f"--schedules: {schedule!r} is not one of {', '.join(extremal.SCHEDULES)}")
+    if _SIZE.value not in (112, 224):
+        raise VjxError(f"--size must be 112 or 224, got {_SIZE.value}")
+    areas = extremal.ExtremalConfig(areas=tuple(float(a) for a in _AREAS.value)).areas
+    runs_dir = os.path.join(_OUTPUT_DIR.value, "runs")
+    os.makedirs(runs_dir, exist_ok=True)
+    runs: dict = {}
+    model = vjx.load_model("i3d", pretrained="kinetics400")
+    for path in clips():
+        name = vjx.data.video_name(path) if hasattr(vjx.data, "video_name") else os.path.basename(os.path.normpath(path))
+        x = None
+        for method in _METHODS.value:
+            for schedule in _SCHEDULES.value:
+                num_iter = _NUM_ITER.value or extremal.SCHEDULES[schedule].num_iter
+                file = os.path.join(runs_dir, f"{name}__{method}__{schedule}{num_iter}__{_SIZE.value}px.json")
+                if not os.path.exists(file):
+                    if _REPORT_ONLY.value:
+                        continue
+                    if x is None:
+                        x = model_input(model, path, _SIZE.value)
+                        target = int(np.argmax(np.asarray(model(x))))
+                    print(f"{name} {method} {schedule}: running", flush=True)
+                    result = {"clip": name, "method": method, "schedule": schedule, "size": _SIZE.value,
+                              "areas": list(areas), "target": target, "target_name": model.spec.labels[target],
+                              **run_one(model, x, target, method, schedule, areas, num_iter)}
+                    with OutputWriter(runs_dir) as writer:
+                        writer.write(os.path.basename(file), json_bytes(result))
+                    print(f"{name} {method} {schedule}: {result['seconds']:.0f} s", flush=True)
+                with open(file) as f:
+                    runs.setdefault((name, method), {})[schedule] = json.load(f)
+    text = report(runs, areas, _SCHEDULES.value)
+    print(text)
+    with OutputWriter(_OUTPUT_DIR.value) as writer:
+        writer.write("report.md", text.encode())
+        writer.write("convergence.png", plot(runs, _SCHEDULES.value))
+
+
+if __name__ == "__main__":
+    _cli.run(main)
