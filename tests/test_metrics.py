@@ -88,13 +88,15 @@ def test_preservation_keeps_the_planted_block_and_loses_it_elsewhere():
 @pytest.mark.parametrize("method", ["ep3d", "ep2d"])
 def test_preservation_is_the_extremal_methods_own_score(method):
     """The optimised masks give back ExtremalResult.probabilities (soft) and .hard_probabilities
-    (hard: of the whole clip for 3D-EP, of each frame for 2D-EP): one pyramid, one mask rule."""
+    (its hard masks: of the whole clip for 3D-EP, of each frame for 2D-EP): one pyramid, one rule."""
     config = extremal.ExtremalConfig(areas=(0.05, 0.2), num_iter=3, seed_spacing=6, sigma=4.0)
     video, targets = planted_video(2), np.array([1, 0])
     result = getattr(extremal, method)(planted_apply, video, targets, config, variables=planted_variables(8.0))
     soft = metrics.preserved_probability(planted_apply, video, targets, result.masks, variables=planted_variables(8.0))
-    hard = metrics.hard_masks(result.masks, result.areas, per_frame=method == "ep2d")
+    hard = np.asarray(result.hard_masks, np.float32)
     kept = metrics.preserved_probability(planted_apply, video, targets, hard, variables=planted_variables(8.0))
+    frame_axes = (2, 3, 4) if method == "ep3d" else (3, 4)
+    assert (hard.sum(frame_axes) > 0).all()                  # each mask keeps something in view
     assert soft.shape == kept.shape == (2, 2)
     np.testing.assert_allclose(soft, result.probabilities, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(kept, result.hard_probabilities, rtol=1e-5, atol=1e-7)

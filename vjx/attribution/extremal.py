@@ -48,10 +48,10 @@ class Scores:
     Attributes:
       probabilities: target softmax probability with the soft mask preserving the video (blur
         elsewhere).
-      hard_probabilities: the same with the hard mask: the top ``a`` fraction of the mask set to 1,
-        the rest to 0 (2D-EP: of each frame).
-      mask_area: the soft mask's area: the mean of the padded mask the area loss counts.
-      undecided: fraction of (visible) mask values between 0.1 and 0.9.
+      hard_probabilities: the same with the hard mask: the top ``a`` fraction of the padded mask
+        (the one the area loss counts; 2D-EP: of each frame) set to 1, the rest to 0, cropped.
+      mask_area: the soft mask's area: the mean of the padded mask.
+      undecided: fraction of the padded mask's values between 0.1 and 0.9.
       converged: the soft area is within ``AREA_TOLERANCE`` of ``a`` and at most ``MAX_UNDECIDED``
         of the values are undecided.
     """
@@ -69,6 +69,7 @@ class ExtremalResult:
 
     Attributes:
       masks: float32 ``B x A x T x H x W`` in [0, 1], at input resolution (the cropped masks).
+      hard_masks: bool ``B x A x T x H x W``: the hard masks (see :class:`Scores`).
       probabilities, hard_probabilities, mask_area, undecided, converged: ``B x A``, the final
         masks' :class:`Scores`.
       history: ``{name: B x A x num_iter}``: ``reward``, ``area_loss`` (both weighted, as the original
@@ -82,6 +83,7 @@ class ExtremalResult:
     """
 
     masks: jax.Array
+    hard_masks: jax.Array
     probabilities: jax.Array
     hard_probabilities: jax.Array
     mask_area: jax.Array
@@ -159,7 +161,8 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
     final = _scores(evaluation, areas)
     bound = base if config.extremal_bound is None else jnp.full_like(base, config.extremal_bound)
     return ExtremalResult(
-        masks=jnp.swapaxes(evaluation.masks, 0, 1), probabilities=final.probabilities,
+        masks=jnp.swapaxes(evaluation.masks, 0, 1), hard_masks=jnp.swapaxes(evaluation.hard_masks, 0, 1),
+        probabilities=final.probabilities,
         hard_probabilities=final.hard_probabilities, mask_area=final.mask_area, undecided=final.undecided,
         converged=final.converged, history={k: jnp.transpose(v, (2, 1, 0)) for k, v in history.items()},
         extremal_area=extremal_area(areas, final.hard_probabilities, final.converged, bound), areas=areas,

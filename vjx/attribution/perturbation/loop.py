@@ -158,15 +158,20 @@ def _advance(state: LoopState, targets_g: AreaTargets, variables, pyr, targets, 
 class Evaluation:
     """The final masks of a group and what they achieve (leading axes ``G x B``).
 
+    The hard mask is the padded mask (the one the area loss counts) with its top ``a`` set to 1 and
+    the rest to 0 (2D-EP: per frame), then cropped like the soft one.
+
     Attributes:
       masks: ``G x B x T x H x W`` cropped masks in [0, 1].
+      hard_masks: bool ``G x B x T x H x W``, the cropped hard masks.
       probabilities: ``G x B`` target probability with the soft mask preserving the video.
-      hard_probabilities: ``G x B`` the same with the hard mask (top ``a`` of the mask set to 1).
+      hard_probabilities: ``G x B`` the same with the hard mask.
       mask_area: ``G x B`` mean of the padded mask (the area the area loss counts).
-      undecided: ``G x B`` fraction of the cropped mask's values inside :data:`UNDECIDED`.
+      undecided: ``G x B`` fraction of the padded mask's values inside :data:`UNDECIDED`.
     """
 
     masks: jax.Array
+    hard_masks: jax.Array
     probabilities: jax.Array
     hard_probabilities: jax.Array
     mask_area: jax.Array
@@ -207,14 +212,15 @@ def _evaluate(seeds: jax.Array, areas: jax.Array, variables, pyr, targets, *, ap
     def one(args):
         seeds_a, area = args
         masks, padded = masks_from_seeds(seeds_a, problem)
-        _, t, h, w = masks.shape
-        hard = hard_masks(masks, hard_kept(problem.method, area, t, h, w), problem.method == "ep2d")
+        _, t, hp, wp = padded.shape
+        hard = problem.geometry.crop(hard_masks(padded, hard_kept(problem.method, area, t, hp, wp),
+                                                problem.method == "ep2d"))
         lo, hi = UNDECIDED
         return Evaluation(
-            masks=masks, probabilities=preserved_probability(apply_fn, variables, pyr, targets, masks),
+            masks=masks, hard_masks=hard.astype(bool),
+            probabilities=preserved_probability(apply_fn, variables, pyr, targets, masks),
             hard_probabilities=preserved_probability(apply_fn, variables, pyr, targets, hard),
-            mask_area=padded.mean(axis=(1, 2, 3)),
-            undecided=((masks > lo) & (masks < hi)).mean(axis=(1, 2, 3)))
+            mask_area=padded.mean(axis=(1, 2, 3)), undecided=((padded > lo) & (padded < hi)).mean(axis=(1, 2, 3)))
 
     return jax.lax.map(one, (seeds, areas))
 
@@ -264,7 +270,7 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
         parts = [_evaluate(state.seeds, area_values[g], variables, pyr, targets, apply_fn=apply_fn, problem=problem)
                  for state, g in zip(states, groups)]
         whole = jax.tree_util.tree_map(lambda *p: jnp.concatenate(p), *parts)
-        return whole if with_masks else whole.replace(masks=None)
+        return whole if with_masks else whole.replace(masks=None, hard_masks=None)
 
     chunks: list[dict[str, jax.Array]] = []
     snapshots: dict[int, Evaluation] = {}

@@ -65,6 +65,11 @@ class MaskGeometry:
         """Side of the full mask: ``step * mid - step + 1``."""
         return tuple(self.step * m - self.step + 1 for m in self.mid_shape)
 
+    def crop(self, padded: jax.Array) -> jax.Array:
+        """The visible part ``... x H x W`` of padded masks ``... x Hp x Wp``."""
+        m = self.margin
+        return padded[..., m:m + self.height, m:m + self.width]
+
     def weights(self) -> np.ndarray:
         """float32 ``K x Hp x Wp`` kernel weights, ``K = (2 radius + 1)^2``, as the original computes them.
 
@@ -137,8 +142,7 @@ def generate(seeds: jax.Array, g: MaskGeometry) -> tuple[jax.Array, jax.Array]:
     win = jax.lax.optimization_barrier(win.reshape(*lead, mh, mw, taps * taps))
     padded = smooth_max(win, g.cell_weights())
     padded = clamp01(padded.reshape(*lead, mh * s, mw * s)[..., :hp, :wp])
-    m = g.margin
-    return padded[..., m:m + g.height, m:m + g.width], padded
+    return g.crop(padded), padded
 
 
 def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
