@@ -41,7 +41,8 @@ _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (def
                                  f"{CPU_NUM_ITER} unless given).")
 _AREAS = flags.DEFINE_list("perturb_area", None, "Preserved-area ratio(s) in (0, 1), comma separated, all "
                            "run as one compiled sweep (default 0.01,0.02,0.05,0.1,0.15,0.2).")
-_POLARITY = flags.DEFINE_string("polarity", "positive", "Gradient sign shown: positive, negative or both.")
+_POLARITY = flags.DEFINE_string("polarity", "both", "Gradient sign shown: both (|g|, the original code's "
+                                "default), positive or negative.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch .pth/.pt/.safetensors or a converted "
                                   "orbax dir (default: the pretrained I3D; random weights otherwise).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default visual_res/<method>/<model>/<save_label>).")

@@ -67,6 +67,7 @@ def test_explain_end_to_end(videos, tmp_path, shared_data):
     assert "repeated frames" in result.stderr
     assert str(out.resolve()) in result.stdout
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["polarity"] == "both"            # the CLI's default is the library's
     assert summary["flags"]["perturb_area"] == ["0.05", "0.2"] and summary["versions"]["jax"]
     by_name = {v["video"]: v for v in summary["videos"]}
     assert set(by_name) == {"abseiling-clip1", "notaclass-clip2", clip.name}

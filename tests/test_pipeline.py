@@ -86,6 +86,7 @@ def test_a_backprop_method_has_one_row_and_no_areas(model, videos, tmp_path):
     entry = summary["videos"][0]
     assert entry["target"] == 2 and entry["target_source"] == "given"
     assert "areas" not in entry and "extremal_area" not in entry
+    assert summary["config"]["polarity"] == "both"
     assert entry["files"] == ["abseiling-full.png", "abseiling-full.gif", "abseiling-full.npz"]
     assert np.load(tmp_path / "abseiling-full.npz")["maps"].shape == (1, 8, 32, 32)
 
@@ -185,6 +186,17 @@ def test_the_method_table_declares_every_method():
             assert method.model_calls(config) == 1 and method.row_names(config) == (name,)
     with pytest.raises(ArgumentError, match="choose one of grad, grad\\*input"):
         methods.get("lime")
+
+
+def test_polarity_defaults_agree_on_both():
+    from experiments import explain as explain_script
+
+    assert pipeline.Request(videos=()).polarity == "both"
+    assert explain_script._POLARITY.default == "both"
+    assert attribution.GradientConfig().polarity == "both"
+    assert attribution.IntegratedGradientsConfig().polarity == "both"
+    config = methods.get("grad").make_config(pipeline.Request(videos=()), PLANTED_SPEC)
+    assert config.polarity == "both"
 
 
 def _video(label: str, name: str | None = None) -> data.Video:

@@ -46,7 +46,9 @@ class Request:
       method: a name of :data:`vjx.methods.METHODS` (the original's ``--vis_method`` values).
       areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one compiled call.
       num_iter: optimisation steps (extremal methods).
-      polarity: ``positive``, ``negative`` or ``both`` (gradient methods).
+      polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
+        attribution is shown. ``both`` (``|g|``) is the library's default, the CLI's and the
+        original code's (its README says ``positive``).
       target: ``"label"`` (the folder-name label, else the prediction), ``"pred"`` or a class name.
       checkpoint: torch/orbax weights; None = the pretrained I3D for ``i3d`` on Kinetics, else random.
       output_dir: where the files go (created; removed again on failure if this run created it).
@@ -63,7 +65,7 @@ class Request:
     method: str = "step"
     areas: tuple[float, ...] = DEFAULT_AREAS
     num_iter: int = 2000
-    polarity: str = "positive"
+    polarity: str = "both"
     target: str = "label"
     checkpoint: str | None = None
     output_dir: str = "visual_res"
