@@ -1,8 +1,8 @@
 """The explain pipeline in process on the planted model: outputs, summaries, targets, rollback, errors.
 
 The planted model (tests/planted.py) is wrapped as a ``vjx.Model`` with a tiny spec (8 frames of
-32 x 32), so a whole run compiles in seconds; one model object serves every test, so each method
-compiles once per session.
+32 x 32), so a whole run compiles in seconds; one model object (conftest's ``planted``) serves every
+test, so each method compiles once per session.
 """
 import json
 import pathlib
@@ -12,24 +12,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from tests.planted import PLANTED_SPEC, TARGET, planted_model, write_planted_frames
+from tests.planted import PLANTED_SPEC, TARGET, write_planted_frames
 from vjx import attribution, data, methods, pipeline
 from vjx.errors import ArgumentError, VjxError
 from vjx.runner import Runner
 from vjx.targets import choose_target
 
 AREAS = (0.05, 0.2)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return planted_model()
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("planted")
-    return (write_planted_frames(root / "abseiling-full"), write_planted_frames(root / "notaclass-short", 5))
 
 
 def request(videos, out, **overrides):
@@ -39,11 +28,11 @@ def request(videos, out, **overrides):
 
 
 @pytest.fixture(scope="module")
-def step_run(model, videos, tmp_path_factory):
+def step_run(planted, planted_videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("step") / "out" / "nested"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = pipeline.explain(request(videos, out), model=model)
+        summary = pipeline.explain(request(planted_videos, out), model=planted)
     return summary, out, [str(w.message) for w in caught]
 
 
@@ -81,8 +70,8 @@ def test_the_frames_shown_are_the_model_input(step_run):
     assert frames[3, 12, 10].tolist() == [255, 0, 0] and frames[0, 12, 10].tolist() == [128, 128, 128]
 
 
-def test_a_backprop_method_has_one_row_and_no_areas(model, videos, tmp_path):
-    summary = pipeline.explain(request(videos[:1], tmp_path, method="grad", target="2"), model=model)
+def test_a_backprop_method_has_one_row_and_no_areas(planted, planted_videos, tmp_path):
+    summary = pipeline.explain(request(planted_videos[:1], tmp_path, method="grad", target="2"), model=planted)
     entry = summary["videos"][0]
     assert entry["target"] == 2 and entry["target_source"] == "given"
     assert "areas" not in entry and "extremal_area" not in entry
@@ -91,7 +80,7 @@ def test_a_backprop_method_has_one_row_and_no_areas(model, videos, tmp_path):
     assert np.load(tmp_path / "abseiling-full.npz")["maps"].shape == (1, 8, 32, 32)
 
 
-def test_a_failed_run_removes_what_it_wrote(model, videos, tmp_path, monkeypatch):
+def test_a_failed_run_removes_what_it_wrote(planted, planted_videos, tmp_path, monkeypatch):
     calls = []
     explain_batch = Runner.explain
 
@@ -108,7 +97,7 @@ def test_a_failed_run_removes_what_it_wrote(model, videos, tmp_path, monkeypatch
     for out in (tmp_path / "new" / "nested", kept):
         calls.clear()
         with pytest.raises(KeyboardInterrupt):
-            pipeline.explain(request(videos, out, method="grad", batch_size=1), model=model)
+            pipeline.explain(request(planted_videos, out, method="grad", batch_size=1), model=planted)
         assert len(calls) == 2                        # the first video's files had been written
     assert not (tmp_path / "new").exists()
     assert [p.name for p in kept.iterdir()] == ["mine.txt"]
@@ -136,7 +125,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input_names_the_argument_and_writes_nothing(case, videos, tmp_path):
+def test_bad_input_names_the_argument_and_writes_nothing(case, planted, planted_videos, tmp_path):
     corrupt = pathlib.Path(write_planted_frames(tmp_path / "abseiling-corrupt"))
     (corrupt / "00003.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
@@ -144,9 +133,9 @@ def test_bad_input_names_the_argument_and_writes_nothing(case, videos, tmp_path)
     changes, what = BAD_INPUT[case]
     changes = {k: tuple(p.format(tmp=tmp_path, corrupt=corrupt) for p in v) if k == "videos"
                else v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in changes.items()}
-    settings = {**dict(videos=videos[:1], model="r3d", method="grad"), **changes}
+    settings = {**dict(videos=planted_videos[:1], model="r3d", method="grad"), **changes}
     out = tmp_path / "out"
-    given = planted_model() if "model" not in changes and "checkpoint" not in changes else None
+    given = planted if "model" not in changes and "checkpoint" not in changes else None
     with pytest.raises(VjxError, match=what) as caught:
         pipeline.explain(request(settings.pop("videos"), out, **settings), model=given)
     assert "\n" not in str(caught.value)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.planted import planted_model, write_planted_frames
+from tests.planted import write_planted_frames
 from vjx import pipeline, sweep
 from vjx.errors import ArgumentError
 from vjx.files import jsonable
@@ -18,26 +18,15 @@ from vjx.runner import Runner
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model():
-    return planted_model()
-
-
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("planted")
-    return (write_planted_frames(root / "abseiling-full"), write_planted_frames(root / "notaclass-short", 5))
-
-
 def request(videos, out, **overrides):
     settings = dict(videos=tuple(videos), method="3d_ep", areas=(0.1, 0.3), num_iter=2, output_dir=str(out),
                     progress=False)
     return pipeline.Request(**{**settings, **overrides})
 
 
-def test_rows_then_resume_then_a_foreign_configuration(model, videos, tmp_path, capsys):
+def test_rows_then_resume_then_a_foreign_configuration(planted, planted_videos, tmp_path, capsys):
     out = tmp_path / "sweep"
-    rows = sweep.run(request(videos, out), model=model)
+    rows = sweep.run(request(planted_videos, out), model=planted)
     assert "2 videos (0 already done), 2 areas, batches of 1 over 1 device(s)" in capsys.readouterr().out
     assert [(r["video"], r["area"]) for r in rows] == [("abseiling-full", 0.1), ("abseiling-full", 0.3),
                                                       ("notaclass-short", 0.1), ("notaclass-short", 0.3)]
@@ -50,17 +39,17 @@ def test_rows_then_resume_then_a_foreign_configuration(model, videos, tmp_path, 
     assert masks["masks"].shape == (2, 8, 32, 32) and masks["areas"].tolist() == pytest.approx([0.1, 0.3])
 
     stamp = (out / "videos" / "abseiling-full.json").stat().st_mtime_ns
-    again = sweep.run(request(videos, out), model=model)          # everything done: nothing recomputed
+    again = sweep.run(request(planted_videos, out), model=planted)          # everything done: nothing recomputed
     assert "(2 already done)" in capsys.readouterr().out
     assert (out / "videos" / "abseiling-full.json").stat().st_mtime_ns == stamp
     assert again == json.loads((out / "results.json").read_text())["rows"] == jsonable(rows)   # NaN -> null
 
     with pytest.raises(ArgumentError, match="another configuration") as caught:
-        sweep.run(request(videos, out, seed=1), model=model)
+        sweep.run(request(planted_videos, out, seed=1), model=planted)
     assert caught.value.argument == "output_dir"
 
 
-def test_a_failed_batch_keeps_the_finished_videos(model, videos, tmp_path, monkeypatch, capsys):
+def test_a_failed_batch_keeps_the_finished_videos(planted, planted_videos, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sweep"
     calls = []
     explain = Runner.explain
@@ -73,21 +62,21 @@ def test_a_failed_batch_keeps_the_finished_videos(model, videos, tmp_path, monke
 
     monkeypatch.setattr(Runner, "explain", fail_on_second_batch)
     with pytest.raises(RuntimeError):
-        sweep.run(request(videos, out), model=model)
+        sweep.run(request(planted_videos, out), model=planted)
     assert sorted(p.name for p in (out / "videos").iterdir()) == ["abseiling-full.json", "abseiling-full.npz"]
     assert not (out / "results.csv").exists()
     monkeypatch.setattr(Runner, "explain", explain)
     capsys.readouterr()
-    assert len(sweep.run(request(videos, out), model=model)) == 4
+    assert len(sweep.run(request(planted_videos, out), model=planted)) == 4
     assert "(1 already done)" in capsys.readouterr().out
 
 
-def test_only_extremal_methods_and_distinct_names(model, videos, tmp_path):
+def test_only_extremal_methods_and_distinct_names(planted, planted_videos, tmp_path):
     with pytest.raises(ArgumentError, match="'grad' has no areas to sweep; use one of 2d_ep, 3d_ep, step"):
-        sweep.run(request(videos, tmp_path / "a", method="grad"), model=model)
+        sweep.run(request(planted_videos, tmp_path / "a", method="grad"), model=planted)
     twin = pathlib.Path(write_planted_frames(tmp_path / "other" / "abseiling-full"))
     with pytest.raises(ArgumentError, match="two videos with the same name"):
-        sweep.run(request((videos[0], str(twin)), tmp_path / "b"), model=model)
+        sweep.run(request((planted_videos[0], str(twin)), tmp_path / "b"), model=planted)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -101,15 +90,15 @@ print(json.dumps(sweep.run(request, model=planted_model())))
 """
 
 
-def test_sharded_over_four_devices_gives_the_same_rows(model, videos, tmp_path):
+def test_sharded_over_four_devices_gives_the_same_rows(planted, planted_videos, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    result = subprocess.run([sys.executable, "-c", SHARDED, *videos, str(tmp_path / "sharded")], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-c", SHARDED, *planted_videos, str(tmp_path / "sharded")], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batches of 4 over 4 device(s)" in result.stdout
     sharded = json.loads(result.stdout.splitlines()[-1])
-    single = sweep.run(request(videos, tmp_path / "single"), model=model)
+    single = sweep.run(request(planted_videos, tmp_path / "single"), model=planted)
     assert [(r["video"], r["area"]) for r in sharded] == [(r["video"], r["area"]) for r in single]
     for key in ("preserved_probability", "mask_area"):
         np.testing.assert_allclose([r[key] for r in sharded], [r[key] for r in single], rtol=1e-4, atol=1e-6)
