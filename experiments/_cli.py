@@ -23,7 +23,7 @@ from absl import app, flags
 from vjx.errors import ArgumentError, VjxError
 
 USAGE_ERROR = 2
-# Library argument (a vjx.request.Request field) -> the flag that sets it in the original's CLI.
+# Library argument (a vjx.pipeline.request.Request field) -> the flag that sets it in the original's CLI.
 FLAG_NAMES: dict[str, str] = {
     "videos": "--videos_dir", "model": "--model", "dataset": "--pretrain_dataset", "method": "--vis_method",
     "areas": "--perturb_area", "num_iter": "--num_iter", "polarity": "--polarity", "target": "--target",

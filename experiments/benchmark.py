@@ -35,12 +35,13 @@ def run() -> dict:
     import jax
     import torch
 
-    from vjx import data, methods
+    from vjx import data
     from vjx.attribution import ExtremalConfig
     from vjx.errors import ArgumentError, VjxError
-    from vjx.inputs import model_input
     from vjx.models.registry import get_spec
-    from vjx.request import check_areas
+    from vjx.pipeline import methods
+    from vjx.pipeline.inputs import model_input
+    from vjx.pipeline.request import check_areas
     from vjx.torch_reference.parity import twin_models
     from vjx.torch_reference.perturbation import extremal_loop
 
@@ -103,7 +104,7 @@ def main(argv: list[str]) -> None:
               f"(areas one after another)   speedup {result['speedup']:.2f}x "
               f"({result['speedup_with_compile']:.2f}x counting compilation)")
     if _JSON.value:
-        from vjx.files import write_json
+        from vjx.pipeline.files import write_json
         write_json(_JSON.value, result)
 
 

@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
     if _JSON.value:
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                 "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-        from vjx.files import write_json
+        from vjx.pipeline.files import write_json
         write_json(_JSON.value, {"meta": meta, "results": results})
 
 

@@ -73,7 +73,8 @@ def main(argv: list[str]) -> None:
         jax.config.update("jax_platforms", "cpu")
     import jax
 
-    from vjx import methods, pipeline
+    from vjx import pipeline
+    from vjx.pipeline import methods
 
     areas = _cli.parse_areas(_AREAS.value)
     num_iter = _NUM_ITER.value

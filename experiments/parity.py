@@ -49,9 +49,9 @@ def measure() -> dict:
 
     from vjx import attribution, data
     from vjx.errors import VjxError
-    from vjx.inputs import model_input
     from vjx.model import Model
     from vjx.models.registry import get_spec
+    from vjx.pipeline.inputs import model_input
     from vjx.torch_reference import build_torch_model
     from vjx.torch_reference.backprop import grad_cam as torch_grad_cam
     from vjx.torch_reference.parity import compare_models, twin_models
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> None:
         if key != "videos":
             print(f"{key:20} {value}")
     if _JSON.value:
-        from vjx.files import write_json
+        from vjx.pipeline.files import write_json
         write_json(_JSON.value, result)
     if bad:
         print("parity FAILED: " + "; ".join(bad), file=sys.stderr)

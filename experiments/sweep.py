@@ -41,8 +41,9 @@ def main(argv: list[str]) -> None:
     if _NO_GPU.value:
         jax.config.update("jax_platforms", "cpu")
 
-    from vjx import data, pipeline, sweep
+    from vjx import data, pipeline
     from vjx.errors import VjxError
+    from vjx.pipeline import sweep
 
     if not _VIDEOS_DIR.value:
         raise VjxError("--videos_dir is required: a folder of frame folders and/or video files")

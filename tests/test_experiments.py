@@ -92,7 +92,8 @@ def test_explain_end_to_end(videos, tmp_path, shared_data):
 def test_sweep_flags_match_the_library_and_resume(videos, tmp_path):
     """The finished results are planted with the fingerprint the library gives these flags: the CLI
     must find them all done (no model is built), rebuild the results, and refuse another seed."""
-    from vjx import pipeline, sweep
+    from vjx import pipeline
+    from vjx.pipeline import sweep
 
     out = tmp_path / "sweep"
     args = ("--videos_dir", videos, "--model", "r3d", "--vis_method", "3d_ep", "--num_iter", 1,

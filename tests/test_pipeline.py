@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from tests.planted import PLANTED_SPEC, TARGET, write_planted_frames
-from vjx import attribution, data, methods, pipeline
+from vjx import attribution, data, pipeline
 from vjx.errors import ArgumentError, VjxError
-from vjx.runner import Runner
-from vjx.targets import choose_target
+from vjx.pipeline import methods
+from vjx.pipeline.runner import Runner
+from vjx.pipeline.targets import choose_target
 
 AREAS = (0.05, 0.2)
 

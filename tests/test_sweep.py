@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from tests.planted import write_planted_frames
-from vjx import pipeline, sweep
+from vjx import pipeline
 from vjx.errors import ArgumentError
-from vjx.files import jsonable
-from vjx.runner import Runner
+from vjx.pipeline import sweep
+from vjx.pipeline.files import jsonable
+from vjx.pipeline.runner import Runner
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -83,7 +84,8 @@ def test_only_extremal_methods_and_distinct_names(planted, planted_videos, tmp_p
 SHARDED = """
 import json, sys
 from tests.planted import planted_model
-from vjx import pipeline, sweep
+from vjx import pipeline
+from vjx.pipeline import sweep
 request = pipeline.Request(videos=tuple(sys.argv[1:3]), method="3d_ep", areas=(0.1, 0.3), num_iter=2,
                            output_dir=sys.argv[3], progress=False)
 print(json.dumps(sweep.run(request, model=planted_model())))
@@ -93,8 +95,8 @@ print(json.dumps(sweep.run(request, model=planted_model())))
 def test_sharded_over_four_devices_gives_the_same_rows(planted, planted_videos, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    result = subprocess.run([sys.executable, "-c", SHARDED, *planted_videos, str(tmp_path / "sharded")], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", SHARDED, *planted_videos, str(tmp_path / "sharded")], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "batches of 4 over 4 device(s)" in result.stdout
     sharded = json.loads(result.stdout.splitlines()[-1])

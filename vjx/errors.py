@@ -17,7 +17,7 @@ class ArgumentError(VjxError):
     ``str(error)`` is ``"<argument> <problem>"``, e.g. ``"areas 1.5 is outside (0, 1); ..."``.
 
     Attributes:
-      argument: the library argument's name (a :class:`vjx.request.Request` field, say).
+      argument: the library argument's name (a :class:`vjx.pipeline.request.Request` field, say).
       problem: the rest of the sentence: what is wrong and what to do.
     """
 

@@ -3,7 +3,7 @@
     runner = Runner(model, methods.get("step"), config)
     probs = runner.predict(x)                                 # float32 B x T x S x S x 3 -> B x K
     with progress_bar(runner.model_calls, "step") as tick:
-        explanations = runner.explain(x, targets, listener=tick)   # one vjx.methods.Explanation per video
+        explanations = runner.explain(x, targets, listener=tick)   # one vjx.pipeline.methods.Explanation per video
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vjx.methods import Explanation, Method
 from vjx.model import Model
+from vjx.pipeline.methods import Explanation, Method
 
 
 class ModelCall:
@@ -57,7 +57,7 @@ class Runner:
 
     Args:
       model: the loaded model.
-      method: an entry of :data:`vjx.methods.METHODS`.
+      method: an entry of :data:`vjx.pipeline.methods.METHODS`.
       config: the method's config.
       dtype: compute dtype name of the model (``"float32"``, ``"bfloat16"``); maps stay float32.
       seed: the PRNG seed of every batch (SmoothGrad noise, STEP tie-breaking).
@@ -91,7 +91,7 @@ class Runner:
           targets: int ``B`` classes to explain.
           listener: called once per model call (from the runtime's thread).
         Returns:
-          one :class:`vjx.methods.Explanation` per video.
+          one :class:`vjx.pipeline.methods.Explanation` per video.
         """
         self.call.listener = listener
         try:

@@ -1,21 +1,8 @@
-"""Explaining videos end to end: the library behind ``python -m experiments.explain``.
+"""One explain run: a :class:`Session` explains batches of videos; :func:`explain` runs a whole
+request through one and writes its files.
 
-    from vjx import pipeline
-    request = pipeline.Request(videos=(pipeline.sample_video(),), model="i3d", method="step",
-                               areas=(0.05, 0.1), num_iter=300, output_dir="out")
-    summary = pipeline.explain(request)     # out/<video>.png, .gif, .npz and out/summary.json
-
-A run is: resolve the request once (:mod:`vjx.request`), read every video up front
-(:mod:`vjx.inputs`), load the model and prepare it for the method (:mod:`vjx.runner`), then per
-batch predict, choose targets (:mod:`vjx.targets`) and attribute in one compiled call; each video's
-:class:`VideoResult` is drawn and written (:mod:`vjx.report`) through an atomic writer
-(:mod:`vjx.files`): if the run fails, every file and directory it created is removed again.
-
-Other runs over videos (``vjx.sweep``, an evaluation) reuse the same steps through a
-:class:`Session`::
-
-    session = pipeline.Session.open(pipeline.resolve(request))
-    results, timings = session.explain_batch(pipeline.read_videos(paths))   # maps, targets, numbers
+    session = Session.open(resolve(request))          # weights loaded, model prepared for the method
+    results, timings = session.explain_batch(read_videos(paths))   # one VideoResult per video
 """
 from __future__ import annotations
 
@@ -26,24 +13,18 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from vjx import data, report
-from vjx.files import OutputWriter, json_bytes
-from vjx.inputs import display_frames, model_input, read_videos
-from vjx.methods import Explanation
+from vjx import data
 from vjx.model import Model
-from vjx.progress import progress_bar
-from vjx.request import Request, Resolved, load_model, resolve
-from vjx.runner import Runner
-from vjx.targets import choose_target, class_names
-
-__all__ = ["Request", "Session", "VideoResult", "explain", "read_videos", "resolve", "sample_video"]
+from vjx.pipeline import report
+from vjx.pipeline.files import OutputWriter, json_bytes
+from vjx.pipeline.inputs import display_frames, model_input, read_videos
+from vjx.pipeline.methods import Explanation
+from vjx.pipeline.progress import progress_bar
+from vjx.pipeline.request import Request, Resolved, load_model, resolve
+from vjx.pipeline.runner import Runner
+from vjx.pipeline.targets import choose_target, class_names
 
 TOP_K = 3
-
-
-def sample_video() -> str:
-    """The bundled demo clip (Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0)."""
-    return data.sample_video_path()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +107,8 @@ def explain(request: Request, model: Model | None = None) -> dict[str, Any]:
       request: the run.
       model: a model already loaded, used instead of the request's model and weights.
     Returns:
-      the summary that was written to ``<output_dir>/summary.json``.
+      the summary that was written to ``<output_dir>/summary.json``: per video a PNG figure, a GIF
+      per map row and an ``.npz`` (see :mod:`vjx.pipeline.report`).
     Raises:
       VjxError: any bad input; nothing this run wrote is left behind.
     """

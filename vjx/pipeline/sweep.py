@@ -1,6 +1,7 @@
 """A dataset x areas sweep of one extremal method, sharded over every local device, resumable.
 
-    from vjx import pipeline, sweep
+    from vjx import pipeline
+    from vjx.pipeline import sweep
     request = pipeline.Request(videos=tuple(vjx.data.list_videos("frames/")), model="r2plus1d",
                                method="step", areas=(0.05, 0.1), num_iter=2000, output_dir="sweep_out")
     rows = sweep.run(request)      # one row per video x area; also sweep_out/results.{csv,json}
@@ -27,12 +28,14 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vjx import data, methods, report
+from vjx import data
 from vjx.errors import ArgumentError
-from vjx.files import OutputWriter, csv_bytes, file_stem, json_bytes, npz_bytes
 from vjx.model import Model
-from vjx.pipeline import Session, VideoResult, read_videos
-from vjx.request import Request, Resolved, resolve
+from vjx.pipeline import methods, report
+from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes, npz_bytes
+from vjx.pipeline.inputs import read_videos
+from vjx.pipeline.request import Request, Resolved, resolve
+from vjx.pipeline.session import Session, VideoResult
 
 
 def batch_sharding(devices: list[jax.Device] | None = None) -> NamedSharding:

@@ -1,13 +1,13 @@
 """What a run is asked to do, checked once: :class:`Request` in, :class:`Resolved` out.
 
-    from vjx import request as rq
+    from vjx.pipeline import request as rq
     resolved = rq.resolve(rq.Request(videos=("clip.mp4",), model="r2plus1d", method="step",
                                      areas=(0.05, 0.1), checkpoint="r2plus1d_18-91a641e6.pth"))
     resolved.spec, resolved.method, resolved.config, resolved.weights   # decided here, read later
     model = rq.load_model(resolved)
 
 :func:`resolve` checks every name, combination and number before anything heavy runs and decides,
-once, the model spec (with the head's label set), the method (an entry of :mod:`vjx.methods`), its
+once, the model spec (with the head's label set), the method (an entry of :mod:`vjx.pipeline.methods`), its
 config and where the weights come from. Bad values raise :class:`~vjx.errors.ArgumentError` naming
 the request's field (``areas``, ``method``, ...); the command-line scripts rename them to flags.
 """
@@ -18,13 +18,13 @@ import os
 import warnings
 from typing import Any, Mapping, Sequence
 
-from vjx import methods
 from vjx.attribution.display import POLARITIES
 from vjx.attribution.extremal import DEFAULT_AREAS
 from vjx.errors import ArgumentError
 from vjx.model import Model
 from vjx.model import load_model as load_registry_model
 from vjx.models.registry import ModelSpec, get_spec
+from vjx.pipeline import methods
 
 # The original CLI's --pretrain_dataset names -> label sets.
 DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "epic-kitchens-noun",
@@ -43,7 +43,7 @@ class Request:
       videos: video files and/or frame folders.
       model: registry name or the original's short name (``i3d``, ``r2plus1d``, ``r3d``, ``mc3``, ``tsm``).
       dataset: ``kinetics``, ``epic-kitchens-noun`` or ``epic-kitchens-verb`` (the head's label set).
-      method: a name of :data:`vjx.methods.METHODS` (the original's ``--vis_method`` values).
+      method: a name of :data:`vjx.pipeline.methods.METHODS` (the original's ``--vis_method`` values).
       areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one compiled call.
       num_iter: optimisation steps (extremal methods).
       polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
@@ -104,7 +104,7 @@ class Resolved:
     Attributes:
       request: the request as given.
       spec: the model's spec, with the head of the request's label set.
-      method: the :class:`vjx.methods.Method` entry.
+      method: the :class:`vjx.pipeline.methods.Method` entry.
       config: the method's config (``method.make_config(request, spec)``).
       weights: where the weights come from.
     """

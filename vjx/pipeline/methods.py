@@ -6,7 +6,7 @@ optimised in one compiled call), how many model calls one batch costs, and how i
 one :class:`Explanation` per video (maps, row labels and the numbers the summaries report). Callers
 look a method up here instead of testing its name.
 
-    from vjx import methods
+    from vjx.pipeline import methods
     method = methods.get("step")
     config = method.make_config(request, model.spec)   # request: its areas, num_iter, polarity
     result = method.function(model, x, targets, config, key=jax.random.key(0))

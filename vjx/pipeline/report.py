@@ -15,11 +15,11 @@ import jax
 import numpy as np
 
 from vjx import visualize
-from vjx.files import OutputWriter, file_stem, jsonable, npz_bytes
-from vjx.request import Resolved
+from vjx.pipeline.files import OutputWriter, file_stem, jsonable, npz_bytes
+from vjx.pipeline.request import Resolved
 
 if TYPE_CHECKING:
-    from vjx.pipeline import VideoResult
+    from vjx.pipeline.session import VideoResult
 
 # Names of per-area numbers in the .npz where they differ from the summary's (kept for readers of
 # files written by earlier versions).
