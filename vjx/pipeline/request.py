@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from vjx.attribution.display import POLARITIES
 from vjx.attribution.extremal import DEFAULT_AREAS
 from vjx.errors import ArgumentError
-from vjx.model import Model
+from vjx.model import PRETRAINED, Model
 from vjx.model import load_model as load_registry_model
 from vjx.models.registry import ModelSpec, get_spec
 from vjx.pipeline import methods
@@ -173,12 +173,13 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
 
 
 def _choose_weights(request: Request, spec: ModelSpec) -> Weights:
-    """A checkpoint if given; the bundled I3D for i3d on Kinetics-400; random weights otherwise."""
+    """A checkpoint if given; bundled weights if the model has them for its label set (the I3D on
+    Kinetics-400); random weights otherwise."""
     if request.checkpoint is not None:
         if not os.path.exists(request.checkpoint):
             raise ArgumentError("checkpoint", f"{request.checkpoint!r} does not exist")
         return Weights("checkpoint", request.checkpoint)
-    if spec.name == "i3d" and spec.label_set == "kinetics400":
+    if spec.label_set in PRETRAINED.get(spec.name, ()):
         return Weights("pretrained")
     return Weights("random")
 
