@@ -2,9 +2,9 @@
 
 Each entry declares what its method is: the ``vjx.attribution`` function, how a request's settings
 become the function's config, whether it is *extremal* (one mask per preserved-area ratio, all
-optimised in one compiled call), how many model calls one batch costs, and how its result becomes
-one :class:`Explanation` per video (maps, row labels and the numbers the summaries report). Callers
-look a method up here instead of testing its name.
+optimised in one call), and how its result becomes one :class:`Explanation` per video (maps, row
+labels and the numbers the summaries report). Callers look a method up here instead of testing its
+name.
 
     from vjx.pipeline import methods
     method = methods.get("step")
@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-import jax
 import numpy as np
 
 from vjx import attribution
@@ -53,7 +52,8 @@ class Method:
 
     Attributes:
       name: the ``method`` name (the original's ``--vis_method`` value), e.g. ``"step"``.
-      function: ``fn(model, videos, targets, config, *, variables=None, key=None)`` of vjx.attribution.
+      function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
+        vjx.attribution.
       make_config: ``(request, spec) -> config``: the function's config for a request (any object
         with ``areas``, ``num_iter`` and ``polarity``) and a model spec.
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
@@ -69,15 +69,6 @@ class Method:
         if self.extremal:
             return tuple(f"area {a:g}" for a in config.areas)
         return (self.name,)
-
-    def model_calls(self, config: Any) -> int:
-        """Model calls one batch costs (extremal: one per iteration and group of areas, then one per
-        area for the final masks, one for the unperturbed video)."""
-        if not self.extremal:
-            return 1
-        areas = len(config.areas)
-        groups = areas // (config.area_batch or areas)
-        return config.num_iter * groups + areas + 1
 
     def explain(self, result: Any, config: Any) -> list[Explanation]:
         """The function's result for a batch -> one :class:`Explanation` per video."""
@@ -120,11 +111,8 @@ def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
 
 
 def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
-    # On CPU, vmapping areas buys no speed (two cores are saturated by one area) but multiplies
-    # memory (six I3D areas at 224^2 exceeded 24 GB), so areas run one after another there.
-    area_batch = 1 if jax.default_backend() == "cpu" else None
     return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), num_iter=int(request.num_iter),
-                                      sigma=spec.ep_sigma, area_batch=area_batch)
+                                      sigma=spec.ep_sigma)
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (

@@ -1,27 +1,25 @@
-"""Progress bars for long compiled calls, advanced from inside them (thread-safe)."""
+"""Progress bars for long attribution calls, driven by the methods' ``progress(done, total)``."""
 from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, desc: str, enabled: bool = True) -> Iterator[Callable[[], None]]:
-    """A tqdm bar on stderr; yields ``tick()``, which advances it by one (capped at ``total``) and may
-    be called from any thread (``jax.debug.callback`` runs it on the runtime's)."""
+def progress_bar(desc: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr; yields ``update(done, total)``, the ``progress=`` callback every
+    vjx.attribution method takes (iterations, path-point chunks, or ``(1, 1)`` for one-step methods)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="it", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
-    lock = threading.Lock()
+    bar = tqdm(total=None, desc=desc, unit="it", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
-    def tick() -> None:
-        with lock:
-            if bar.n < total:
-                bar.update(1)
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
 
     try:
-        yield tick
+        yield update
     finally:
         bar.close()

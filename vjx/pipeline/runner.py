@@ -1,9 +1,9 @@
-"""One method on one model, ready for compiled batches: compute dtype, progress ticks, sharding.
+"""One method on one model, ready for compiled batches: compute dtype and batch sharding.
 
     runner = Runner(model, methods.get("step"), config)
     probs = runner.predict(x)                                 # float32 B x T x S x S x 3 -> B x K
-    with progress_bar(runner.model_calls, "step") as tick:
-        explanations = runner.explain(x, targets, listener=tick)   # one vjx.pipeline.methods.Explanation per video
+    with progress_bar("step") as update:
+        explanations = runner.explain(x, targets, progress=update)   # one Explanation per video
 """
 from __future__ import annotations
 
@@ -18,25 +18,17 @@ from vjx.pipeline.methods import Explanation, Method
 
 
 class ModelCall:
-    """``apply_fn`` in a compute dtype that reports each call (hashable, so jit caches it).
+    """``apply_fn`` in a compute dtype, with the batch sharded (hashable, so jit caches it).
 
-    The attribution loops call the model once per iteration; a ``jax.debug.callback`` without
-    arguments runs once per call even under ``vmap`` over areas, which drives the progress bar.
     With a ``sharding`` (a NamedSharding over the batch axis) every model input inside the compiled
-    loop is constrained to it, so XLA splits the model's work over the devices by video. Logits come
-    back as float32 whatever the compute dtype.
+    attribution is constrained to it, so XLA splits the model's work over the devices by video.
+    Logits come back as float32 whatever the compute dtype.
     """
 
     def __init__(self, apply_fn: Callable[..., Any], dtype: Any, sharding: jax.sharding.Sharding | None = None):
         self.apply_fn, self.dtype, self.sharding = apply_fn, jnp.dtype(dtype), sharding
-        self.listener: Callable[[], None] | None = None
-
-    def _tick(self) -> None:
-        if self.listener is not None:
-            self.listener()
 
     def __call__(self, variables, video, **kwargs):
-        jax.debug.callback(self._tick)
         if self.sharding is not None:
             video = jax.lax.with_sharding_constraint(video, self.sharding)
         out = self.apply_fn(variables, video.astype(self.dtype), **kwargs)
@@ -73,32 +65,21 @@ class Runner:
             lambda v: v.astype(cast) if jnp.issubdtype(v.dtype, jnp.floating) else v, model.variables)
         self._predict = jax.jit(lambda variables, x: jax.nn.softmax(self.call(variables, x), axis=-1))
 
-    @property
-    def model_calls(self) -> int:
-        """Model calls (progress ticks) of one :meth:`explain`."""
-        return self.method.model_calls(self.config)
-
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities: float32 ``B x T x S x S x 3`` -> float32 ``B x K``."""
         return np.asarray(self._predict(self.variables, jnp.asarray(x)))
 
     def explain(self, x: np.ndarray, targets: np.ndarray,
-                listener: Callable[[], None] | None = None) -> list[Explanation]:
-        """Runs the method on a batch in one compiled call.
+                progress: Callable[[int, int], None] | None = None) -> list[Explanation]:
+        """Runs the method on a batch.
 
         Args:
           x: float32 ``B x T x S x S x 3`` model inputs.
           targets: int ``B`` classes to explain.
-          listener: called once per model call (from the runtime's thread).
+          progress: ``progress(done, total)``, called by the method as its work advances.
         Returns:
           one :class:`vjx.pipeline.methods.Explanation` per video.
         """
-        self.call.listener = listener
-        try:
-            result = self.method.function(self.call, x, targets, self.config, variables=self.variables,
-                                          key=jax.random.key(self.seed))
-            result = jax.block_until_ready(result)
-            jax.effects_barrier()
-        finally:
-            self.call.listener = None
-        return self.method.explain(result, self.config)
+        result = self.method.function(self.call, x, targets, self.config, variables=self.variables,
+                                      key=jax.random.key(self.seed), progress=progress)
+        return self.method.explain(jax.block_until_ready(result), self.config)

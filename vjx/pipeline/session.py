@@ -87,8 +87,8 @@ class Session:
         chosen = [choose_target(request.target, v, p, names) for v, p in zip(videos, probs)]
         targets = np.array([index for index, _ in chosen], np.int32)
         start = time.perf_counter()
-        with progress_bar(self.runner.model_calls, desc or f"{request.method} {spec.name}", request.progress) as tick:
-            explanations = self.runner.explain(x, targets, listener=tick)
+        with progress_bar(desc or f"{request.method} {spec.name}", request.progress) as update:
+            explanations = self.runner.explain(x, targets, progress=update)
         attribution_s = time.perf_counter() - start
         results = []
         for i, video in enumerate(videos):
