@@ -58,8 +58,9 @@ class GradientConfig:
     """Options of :func:`gradient` and :func:`gradient_x_input`.
 
     Attributes:
-      polarity: ``"both"`` (|g|, the original's default; REFERENCE.md's reading, whereas the
-        original's ``gradients()`` clips signed values at 0), ``"positive"`` or ``"negative"``.
+      polarity: ``"both"`` (``|g|``, the default, as the original's command line), ``"positive"``
+        (``max(g, 0)``) or ``"negative"`` (``max(-g, 0)``); docs/original.md ("Polarity") says how
+        the original's README and its ``grad`` display differ.
       normalize: percentile display normalisation of the maps (False: raw gray maps).
     """
 
