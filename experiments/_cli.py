@@ -6,21 +6,30 @@
     if __name__ == "__main__":
         _cli.run(main)
 
-A :class:`vjx.VjxError` (raised by the library for a bad file, flag or combination) and a flag that
+A :class:`vjx.VjxError` (raised by the library for a bad file, value or combination) and a flag that
 does not parse both end the program with ONE line on stderr (``<script>: error: <what>``) and exit
-code 2; the library has already removed whatever the failed run had written.
+code 2; the library has already removed whatever the failed run had written. The library names its
+own arguments (``areas``); an :class:`~vjx.errors.ArgumentError` is printed with the script's flag
+instead (``--perturb_area``), see :data:`FLAG_NAMES`.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Mapping, NoReturn, Sequence
 
 from absl import app, flags
 
-from vjx.errors import VjxError
+from vjx.errors import ArgumentError, VjxError
 
 USAGE_ERROR = 2
+# Library argument (a vjx.pipeline.request.Request field) -> the flag that sets it in the original's CLI.
+FLAG_NAMES: dict[str, str] = {
+    "videos": "--videos_dir", "model": "--model", "dataset": "--pretrain_dataset", "method": "--vis_method",
+    "areas": "--perturb_area", "num_iter": "--num_iter", "polarity": "--polarity", "target": "--target",
+    "checkpoint": "--checkpoint", "output_dir": "--output_dir", "seed": "--seed", "batch_size": "--batch_size",
+    "dtype": "--dtype",
+}
 
 
 def fail(message: str) -> NoReturn:
@@ -47,11 +56,28 @@ def no_extra_arguments(argv: Sequence[str]) -> None:
         raise VjxError(f"unexpected argument {argv[1]!r}; every option is a --flag (see --help)")
 
 
-def run(main: Callable[[list[str]], object]) -> None:
-    """``absl.app.run(main)`` that turns VjxErrors and flag errors into one line and exit code 2."""
+def parse_areas(values: Sequence[str] | None, flag: str = "--perturb_area") -> tuple[float, ...] | None:
+    """A comma-list flag's strings -> floats (None if the flag was not given); the library checks the range."""
+    if values is None:
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise VjxError(f"{flag} {','.join(values)!r} is not a comma list of numbers in (0, 1)") from None
+
+
+def run(main: Callable[[list[str]], object], flag_names: Mapping[str, str] = FLAG_NAMES) -> None:
+    """``absl.app.run(main)`` that turns VjxErrors and flag errors into one line and exit code 2.
+
+    Args:
+      main: the script's ``main(argv)``.
+      flag_names: library argument -> this script's flag, for ArgumentErrors' messages.
+    """
     def guarded(argv: list[str]) -> None:
         try:
             main(argv)
+        except ArgumentError as e:
+            fail(e.renamed(flag_names.get(e.argument, e.argument)))
         except VjxError as e:
             fail(str(e))
 

@@ -11,7 +11,6 @@ and the ratio. On a GPU machine the torch side uses CUDA when available.
 """
 from __future__ import annotations
 
-import json
 import platform
 import time
 
@@ -36,29 +35,30 @@ def run() -> dict:
     import jax
     import torch
 
-    from vjx import data, pipeline
-    from vjx.attribution import extremal
-    from vjx.errors import VjxError
-    from vjx.model import Model
+    from vjx import data
+    from vjx.attribution import ExtremalConfig
+    from vjx.errors import ArgumentError, VjxError
     from vjx.models.registry import get_spec
-    from vjx.torch_reference import build_torch_model
-    from vjx.torch_reference.parity import randomize_torch_model, state_dict_numpy
+    from vjx.pipeline import methods
+    from vjx.pipeline.inputs import model_input
+    from vjx.pipeline.request import check_areas
+    from vjx.torch_reference.parity import twin_models
     from vjx.torch_reference.perturbation import extremal_loop
-    from weight_conversion import convert_state_dict
 
-    if _METHOD.value not in _TORCH_METHOD:
-        raise VjxError(f"--method {_METHOD.value!r} is not an extremal method; choose 2d_ep, 3d_ep or step")
+    method = methods.get(_METHOD.value)
+    if not method.extremal:
+        raise ArgumentError("method", f"{_METHOD.value!r} is not an extremal method; choose one of "
+                            f"{', '.join(methods.extremal_names())}")
     if _NUM_ITER.value < 1:
         raise VjxError(f"--num_iter must be at least 1, got {_NUM_ITER.value}")
-    areas = pipeline.parse_areas(_AREAS.value)
+    areas = check_areas(_cli.parse_areas(_AREAS.value))
     spec = get_spec(_ARCH.value)
     video = data.read_video(_VIDEO.value or data.sample_video_path())
-    x = spec.prepare(video.frames)[None]
-    torch_model = randomize_torch_model(build_torch_model(spec.name))
-    model = Model(spec.make_module(), convert_state_dict(state_dict_numpy(torch_model), spec), spec)
+    x = model_input(spec, video)[None]
+    torch_model, model = twin_models(spec.name)
     target = int(np.argmax(np.asarray(model(x))))
-    config = extremal.ExtremalConfig(areas=areas, num_iter=_NUM_ITER.value, sigma=spec.ep_sigma)
-    fn = getattr(extremal, pipeline.METHODS[_METHOD.value])
+    config = ExtremalConfig(areas=areas, num_iter=_NUM_ITER.value, sigma=spec.ep_sigma)
+    fn = method.function
     targets = np.array([target], np.int32)
 
     def vjx_call() -> float:
@@ -104,12 +104,9 @@ def main(argv: list[str]) -> None:
               f"(areas one after another)   speedup {result['speedup']:.2f}x "
               f"({result['speedup_with_compile']:.2f}x counting compilation)")
     if _JSON.value:
-        import os
-
-        from vjx.pipeline import OutputWriter, json_bytes
-        with OutputWriter(os.path.dirname(os.path.abspath(_JSON.value))) as writer:
-            writer.write(os.path.basename(_JSON.value), json_bytes(result))
+        from vjx.pipeline.files import write_json
+        write_json(_JSON.value, result)
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, {**_cli.FLAG_NAMES, "model": "--arch", "method": "--method", "output_dir": "--json"})

@@ -8,7 +8,6 @@ Times are the best of --repeats runs after one warm-up (JAX compile excluded and
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -16,7 +15,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from experiments import _cli
 
 _MODELS = flags.DEFINE_list("models", ["i3d", "r3d_18", "mc3_18", "r2plus1d_18", "tsm_resnet50"], "Models to time.")
 _BATCH = flags.DEFINE_integer("batch", 1, "Clips per batch.")
@@ -38,16 +39,11 @@ def time_model(name: str, batch: int, size: int | None, repeats: int) -> dict:
     """Times jitted JAX and eager torch forward+backward of ``name``; returns seconds and the ratio."""
     import torch
 
-    from vjx.model import Model
-    from vjx.models.registry import get_spec
-    from vjx.torch_reference import build_torch_model
-    from vjx.torch_reference.parity import randomize_torch_model, state_dict_numpy
-    from weight_conversion import convert_state_dict
+    from vjx.torch_reference.parity import twin_models
 
-    spec = get_spec(name)
+    torch_model, model = twin_models(name)
+    spec = model.spec
     size = size or spec.crop
-    torch_model = randomize_torch_model(build_torch_model(spec.name))
-    model = Model(spec.make_module(), convert_state_dict(state_dict_numpy(torch_model), spec), spec)
     video = np.random.default_rng(0).normal(size=(batch, spec.num_frames, size, size, 3)).astype(np.float32)
 
     x_torch = torch.from_numpy(np.ascontiguousarray(video.transpose(0, 4, 1, 2, 3)))
@@ -69,8 +65,8 @@ def time_model(name: str, batch: int, size: int | None, repeats: int) -> dict:
             "vjx_s": jax_s, "ratio": jax_s / torch_s, "vjx_first_call_s": compile_s}
 
 
-def main(argv):
-    del argv
+def main(argv: list[str]) -> None:
+    _cli.no_extra_arguments(argv)
     import torch
 
     results = [time_model(name, _BATCH.value, _SIZE.value, _REPEATS.value) for name in _MODELS.value]
@@ -82,9 +78,9 @@ def main(argv):
     if _JSON.value:
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                 "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
-        with open(_JSON.value, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=1)
+        from vjx.pipeline.files import write_json
+        write_json(_JSON.value, {"meta": meta, "results": results})
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, {"output_dir": "--json"})

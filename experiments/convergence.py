@@ -36,7 +36,6 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "convergence", "Where runs, repo
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations of every schedule (default: each schedule's own).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report from the finished runs.")
 
-METHOD_FUNCTIONS = {"step": "step", "3d_ep": "ep3d", "2d_ep": "ep2d"}
 # Iterations at which the masks are scored, per schedule length.
 CHECKPOINTS = (10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500)
 PROBABILITY_MARGIN, AREA_TOLERANCE, MAX_UNDECIDED = 0.02, 0.02, 0.10
@@ -54,9 +53,10 @@ def clips() -> list[str]:
 def model_input(model, path: str, size: int) -> np.ndarray:
     """float32 ``1 x T x size x size x 3`` for the model (short side resized to ``size * 8 / 7``)."""
     from vjx import data
+    from vjx.pipeline import inputs
 
     spec = model.spec if size == model.spec.crop else dataclasses.replace(model.spec, resize=size * 8 // 7, crop=size)
-    return spec.preprocess(data.sample_frames(data.read_video(path).frames, spec.num_frames, repeat=True))[None]
+    return inputs.model_input(spec, data.read_video(path))[None]
 
 
 def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[float, ...], num_iter: int) -> dict:
@@ -64,12 +64,13 @@ def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[floa
     import jax
 
     from vjx.attribution import extremal
+    from vjx.pipeline import methods
 
     config = extremal.ExtremalConfig(areas=areas, schedule=schedule, num_iter=num_iter,
                                      sigma=extremal.default_sigma(x.shape[2]))
     start = time.perf_counter()
-    result = getattr(extremal, METHOD_FUNCTIONS[method])(model, x, np.array([target]), config,
-                                                        evaluate_at=tuple(c for c in CHECKPOINTS if c < num_iter))
+    result = methods.get(method).function(model, x, np.array([target]), config,
+                                          evaluate_at=tuple(c for c in CHECKPOINTS if c < num_iter))
     jax.block_until_ready(result.masks)
     seconds = time.perf_counter() - start
     scores = {**{int(i): s for i, s in result.snapshots.items()}, num_iter: result}
@@ -155,11 +156,12 @@ def main(argv: list[str]) -> None:
     import vjx
     from vjx.attribution import extremal
     from vjx.errors import VjxError
-    from vjx.pipeline import OutputWriter, json_bytes
+    from vjx.pipeline import methods
+    from vjx.pipeline.files import OutputWriter, json_bytes
 
     for method in _METHODS.value:
-        if method not in METHOD_FUNCTIONS:
-            raise VjxError(f"--methods: {method!r} is not one of {', '.join(METHOD_FUNCTIONS)}")
+        if method not in methods.extremal_names():
+            raise VjxError(f"--methods: {method!r} is not one of {', '.join(methods.extremal_names())}")
     for schedule in _SCHEDULES.value:
         if schedule not in extremal.SCHEDULES:
             raise VjxError(f"--schedules: {schedule!r} is not one of {', '.join(extremal.SCHEDULES)}")
@@ -171,7 +173,7 @@ def main(argv: list[str]) -> None:
     runs: dict = {}
     model = vjx.load_model("i3d", pretrained="kinetics400")
     for path in clips():
-        name = vjx.data.video_name(path) if hasattr(vjx.data, "video_name") else os.path.basename(os.path.normpath(path))
+        name = vjx.data.video_name(path)
         x = None
         for method in _METHODS.value:
             for schedule in _SCHEDULES.value:

@@ -41,7 +41,8 @@ _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (def
                                  f"{CPU_NUM_ITER} unless given).")
 _AREAS = flags.DEFINE_list("perturb_area", None, "Preserved-area ratio(s) in (0, 1), comma separated, all "
                            "run as one compiled sweep (default 0.01,0.02,0.05,0.1,0.15,0.2).")
-_POLARITY = flags.DEFINE_string("polarity", "positive", "Gradient sign shown: positive, negative or both.")
+_POLARITY = flags.DEFINE_string("polarity", "both", "Gradient sign shown: both (|g|, the original code's "
+                                "default), positive or negative.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch .pth/.pt/.safetensors or a converted "
                                   "orbax dir (default: the pretrained I3D; random weights otherwise).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default visual_res/<method>/<model>/<save_label>).")
@@ -73,21 +74,21 @@ def main(argv: list[str]) -> None:
     import jax
 
     from vjx import pipeline
+    from vjx.pipeline import methods
 
-    areas = pipeline.parse_areas(_AREAS.value)
+    areas = _cli.parse_areas(_AREAS.value)
     num_iter = _NUM_ITER.value
-    if _METHOD.value in pipeline.EXTREMAL_METHODS and jax.default_backend() == "cpu" \
-            and num_iter is None:
+    if methods.get(_METHOD.value).extremal and jax.default_backend() == "cpu" and num_iter is None:
         num_iter = CPU_NUM_ITER
         print(f"Running on CPU: {_METHOD.value} defaults to {num_iter} iterations (the original's 2000 "
               "need a GPU); the masks will not have converged. Pass --num_iter to override.", flush=True)
     flag_values = {holder.name: holder.value for holder in _ALL_FLAGS}
     output_dir = _OUTPUT_DIR.value or os.path.join("visual_res", _METHOD.value, _MODEL.value, _SAVE_LABEL.value)
+    given = {name: value for name, value in (("areas", areas), ("num_iter", num_iter)) if value is not None}
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
-        areas=areas or pipeline.DEFAULT_AREAS, num_iter=2000 if num_iter is None else num_iter, polarity=_POLARITY.value,
-        target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir, seed=_SEED.value,
-        batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values)
+        polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir,
+        seed=_SEED.value, batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values, **given)
     summary = pipeline.explain(request)
     for entry in summary["videos"]:
         line = f"{entry['video']}: target {entry['target_name']!r} ({entry['target_source']})"

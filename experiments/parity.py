@@ -11,7 +11,6 @@ outside its tolerance, 2 for bad input.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import numpy as np
@@ -52,9 +51,10 @@ def measure() -> dict:
     from vjx.errors import VjxError
     from vjx.model import Model
     from vjx.models.registry import get_spec
+    from vjx.pipeline.inputs import model_input
     from vjx.torch_reference import build_torch_model
     from vjx.torch_reference.backprop import grad_cam as torch_grad_cam
-    from vjx.torch_reference.parity import compare_models, randomize_torch_model, state_dict_numpy
+    from vjx.torch_reference.parity import compare_models, twin_models
     from weight_conversion import convert_state_dict, detect_layout, load_state_dict
 
     jax.config.update("jax_default_matmul_precision", "highest")
@@ -63,8 +63,7 @@ def measure() -> dict:
         raise VjxError("pass --video or --videos_dir, not both")
     paths = (data.list_videos(_VIDEOS_DIR.value)[:_MAX_VIDEOS.value] if _VIDEOS_DIR.value
              else [_VIDEO.value or data.sample_video_path()])
-    x = np.stack([spec.preprocess(data.sample_frames(data.read_video(p).frames, spec.num_frames, repeat=True))
-                  for p in paths])
+    x = np.stack([model_input(spec, data.read_video(p)) for p in paths])
     if _CHECKPOINT.value:
         state = load_state_dict(_CHECKPOINT.value)
         layout = detect_layout(state)
@@ -75,11 +74,10 @@ def measure() -> dict:
         except RuntimeError as e:
             raise VjxError(f"--checkpoint {_CHECKPOINT.value!r} does not fit the torch reference of "
                            f"{spec.name}: {str(e).splitlines()[0]}") from None
+        model = Model(spec.make_module(), variables, spec)
     else:
-        torch_model = randomize_torch_model(build_torch_model(spec.name, layout=_LAYOUT.value), seed=_SEED.value)
-        variables = convert_state_dict(state_dict_numpy(torch_model), spec)
+        torch_model, model = twin_models(spec.name, layout=_LAYOUT.value, seed=_SEED.value)
     torch_model.eval()
-    model = Model(spec.make_module(), variables, spec)
     parity = compare_models(torch_model, model.apply_fn, model.variables, x, topk=_TOPK.value)
     targets = parity.torch_logits.argmax(1)
     result = {"arch": spec.name, "videos": [str(p) for p in paths], "weights": _CHECKPOINT.value or f"random seed {_SEED.value}",
@@ -122,14 +120,12 @@ def main(argv: list[str]) -> None:
         if key != "videos":
             print(f"{key:20} {value}")
     if _JSON.value:
-        from vjx.pipeline import OutputWriter, json_bytes
-        import os
-        with OutputWriter(os.path.dirname(os.path.abspath(_JSON.value))) as writer:
-            writer.write(os.path.basename(_JSON.value), json_bytes(result))
+        from vjx.pipeline.files import write_json
+        write_json(_JSON.value, result)
     if bad:
         print("parity FAILED: " + "; ".join(bad), file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, {"model": "--arch", "output_dir": "--json"})

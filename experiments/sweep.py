@@ -41,14 +41,15 @@ def main(argv: list[str]) -> None:
     if _NO_GPU.value:
         jax.config.update("jax_platforms", "cpu")
 
-    from vjx import data, pipeline, sweep
+    from vjx import data, pipeline
     from vjx.errors import VjxError
+    from vjx.pipeline import sweep
 
     if not _VIDEOS_DIR.value:
         raise VjxError("--videos_dir is required: a folder of frame folders and/or video files")
     request = pipeline.Request(
         videos=tuple(data.list_videos(_VIDEOS_DIR.value)), model=_MODEL.value, dataset=_DATASET.value,
-        method=_METHOD.value, areas=pipeline.parse_areas(_AREAS.value), num_iter=_NUM_ITER.value,
+        method=_METHOD.value, areas=_cli.parse_areas(_AREAS.value), num_iter=_NUM_ITER.value,
         checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, target=_TARGET.value, seed=_SEED.value,
         batch_size=_BATCH.value or len(jax.local_devices()), dtype=_DTYPE.value,
         flags={holder.name: holder.value for holder in _ALL_FLAGS})

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from planted import (BLOCK, NUM_CLASSES, SIZE, TARGET, T, block_indicator, planted_apply, planted_variables,
+from planted import (NUM_CLASSES, SIZE, TARGET, T, block_indicator, planted_apply, planted_variables,
                      planted_video)
 from vjx.attribution import (GradientConfig, IntegratedGradientsConfig, SmoothGradConfig, gradient,
                              gradient_x_input, integrated_gradients, smooth_grad)

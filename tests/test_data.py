@@ -13,7 +13,7 @@ import vjx
 from vjx.data import labels as labels_mod
 from vjx.data import (LABEL_SETS, close_labels, denormalize, label_set_size, list_videos, load_labels,
                       preprocess_frames, read_video, resolve_label, sample_frames, sample_indices,
-                      sample_video_path)
+                      sample_video_path, video_name)
 from vjx.data.preprocess import resized_size
 from vjx.errors import VjxError
 
@@ -70,6 +70,16 @@ def test_list_videos_finds_folders_and_files_only(tmp_path):
         list_videos(tmp_path / "empty")
     with pytest.raises(VjxError, match="not a directory"):
         list_videos(tmp_path / "missing")
+
+
+def test_video_name_is_the_folder_or_file_name_as_given(tmp_path, monkeypatch):
+    folder = _write_frames(tmp_path / "ironing-abc", _random_frames(2))
+    (tmp_path / "abseiling-link").symlink_to(folder)
+    assert video_name(folder) == read_video(folder).name == "ironing-abc"
+    assert video_name(tmp_path / "abseiling-link") == read_video(tmp_path / "abseiling-link").name == "abseiling-link"
+    assert read_video(tmp_path / "abseiling-link").label == "abseiling"
+    monkeypatch.chdir(folder)
+    assert video_name(".") == "ironing-abc" and video_name(tmp_path / "clip.v2.mp4") == "clip.v2"
 
 
 # ---------------------------------------------------------------- the bundled demo clip

@@ -3,8 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from planted import BLOCK, SIZE, TARGET, T, block_indicator, planted_apply, planted_variables, planted_video
-from test_backprop import from_torch, tiny_apply, tiny_pair, tiny_videos, to_torch
+from planted import SIZE, TARGET, T, block_indicator, planted_apply, planted_variables, planted_video
+from test_backprop import tiny_apply, tiny_pair, tiny_videos, to_torch
 from vjx.attribution import GradCamConfig, grad_cam, gradcam
 from vjx.errors import VjxError
 

@@ -1,9 +1,31 @@
-"""The one exception type vjx raises for user mistakes.
+"""The exceptions vjx raises for user mistakes.
 
-Every message names the thing at fault (a file, a flag, an argument) and says what to do, so the
-command-line scripts can print it as one line and exit with code 2.
+Every message names the thing at fault (a file, an argument) and says what to do, so the
+command-line scripts can print it as one line and exit with code 2. A bad value of one library
+argument is an :class:`ArgumentError`, which knows the argument's name: the scripts print their own
+flag name in its place (``areas`` becomes ``--perturb_area``), so the library never speaks of flags.
 """
 
 
 class VjxError(Exception):
     """Bad input to vjx: a missing file, an unknown name, a shape that does not fit."""
+
+
+class ArgumentError(VjxError):
+    """A bad value of one named library argument.
+
+    ``str(error)`` is ``"<argument> <problem>"``, e.g. ``"areas 1.5 is outside (0, 1); ..."``.
+
+    Attributes:
+      argument: the library argument's name (a :class:`vjx.pipeline.request.Request` field, say).
+      problem: the rest of the sentence: what is wrong and what to do.
+    """
+
+    def __init__(self, argument: str, problem: str):
+        super().__init__(f"{argument} {problem}")
+        self.argument = argument
+        self.problem = problem
+
+    def renamed(self, name: str) -> str:
+        """The message with the argument called ``name`` (a command-line flag, say)."""
+        return f"{name} {self.problem}"

@@ -3,7 +3,7 @@
 Everything here is numpy/matplotlib at the boundary: frames are uint8 ``T x H x W x 3``, maps are
 float ``T x h x w`` (any resolution; they are resized to the frames bilinearly). Functions return
 arrays or encoded bytes; writing files (atomically) is the caller's business, see
-:mod:`vjx.pipeline`. The default colormap is matplotlib's perceptually uniform ``"inferno"``.
+:mod:`vjx.pipeline.files`. The default colormap is matplotlib's perceptually uniform ``"inferno"``.
 
     from vjx import visualize
     png = visualize.figure_png(frames, [("area 10%", masks[0])], title="ironing")

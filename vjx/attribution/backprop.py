@@ -58,8 +58,9 @@ class GradientConfig:
     """Options of :func:`gradient` and :func:`gradient_x_input`.
 
     Attributes:
-      polarity: ``"both"`` (|g|, the original's default; REFERENCE.md's reading, whereas the
-        original's ``gradients()`` clips signed values at 0), ``"positive"`` or ``"negative"``.
+      polarity: ``"both"`` (``|g|``, the default, as the original's command line), ``"positive"``
+        (``max(g, 0)``) or ``"negative"`` (``max(-g, 0)``); docs/original.md ("Polarity") says how
+        the original's README and its ``grad`` display differ.
       normalize: percentile display normalisation of the maps (False: raw gray maps).
     """
 
@@ -228,13 +229,14 @@ def _ig_accumulate(total, chunks, variables, x, baseline, targets, *, apply_fn):
     """Adds ``sum_i w_i grad f(baseline + alpha_i (x - baseline))`` over ``chunks`` (alphas, weights: ``n x size``)."""
     delta = x - baseline
 
-    def step(total, chunk):
+    def add_chunk(total, chunk):
+        """Adds one chunk of path points' weighted gradients to the running sum."""
         alpha, weight = chunk
         xs = baseline[None] + alpha[:, None, None, None, None, None] * delta[None]
         grads = _stacked_gradients(apply_fn, variables, xs, targets)
         return total + jnp.tensordot(weight, grads, axes=1), None
 
-    return _stepping.scan(step, total, chunks)[0]
+    return _stepping.scan(add_chunk, total, chunks)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "config"))
@@ -312,7 +314,8 @@ def _smooth_grad_accumulate(stats, chunks, variables, x, targets, key, *, apply_
     axes = tuple(range(1, x.ndim))
     sigma = noise_level * (x.max(axis=axes) - x.min(axis=axes))                   # B
 
-    def step(stats, chunk):
+    def merge_chunk(stats, chunk):
+        """Merges one chunk of noisy samples' gradient statistics into the running ones."""
         idx, mask = chunk
         noise = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(key, i), x.shape))(idx)
         grads = _stacked_gradients(apply_fn, variables, x[None] + noise * sigma[None, :, None, None, None, None],
@@ -322,7 +325,7 @@ def _smooth_grad_accumulate(stats, chunks, variables, x, targets, key, *, apply_
         mean = (grads * m).sum(0) / count
         return _welford_merge(stats, (count, mean, (((grads - mean) * m) ** 2).sum(0))), None
 
-    return _stepping.scan(step, stats, chunks)[0]
+    return _stepping.scan(merge_chunk, stats, chunks)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn",))

@@ -2,8 +2,8 @@
 
 The original toolkit normalises over the whole batch it was given; vjx normalises each video on its
 own, so a map does not depend on which other videos share the batch (for one video they agree).
-The lower clip point is 0 (REFERENCE.md); the original's IG and SmoothGrad displays use the map's
-minimum, which is 0 or within rounding of it for these non-negative maps.
+The lower clip point is 0; the original's IG and SmoothGrad displays use the map's minimum, which
+is 0 or within rounding of it for these non-negative maps (docs/original.md, "Gradient methods").
 """
 from __future__ import annotations
 

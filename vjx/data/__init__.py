@@ -8,7 +8,7 @@ from importlib import resources
 from vjx.data.labels import LABEL_SETS, close_labels, label_set_size, load_labels, resolve_label
 from vjx.data.preprocess import denormalize, preprocess_frames
 from vjx.data.sampling import sample_frames, sample_indices
-from vjx.data.video import Video, list_videos, read_video
+from vjx.data.video import Video, list_videos, read_video, video_name
 
 
 def sample_video_path() -> str:
@@ -21,4 +21,4 @@ def sample_video_path() -> str:
 
 __all__ = ["LABEL_SETS", "Video", "close_labels", "denormalize", "label_set_size", "list_videos",
            "load_labels", "preprocess_frames", "read_video", "resolve_label", "sample_frames",
-           "sample_indices", "sample_video_path"]
+           "sample_indices", "sample_video_path", "video_name"]

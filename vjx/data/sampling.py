@@ -33,7 +33,7 @@ def sample_indices(num_available: int, num_frames: int, *, repeat: bool = False)
     if num_available < num_frames:
         if not repeat:
             raise VjxError(f"the video has {num_available} frames but the model needs {num_frames}; use "
-                           "a longer video or allow repeated frames (repeat=True / --repeat_frames).")
+                           "a longer video or allow repeated frames (repeat=True).")
         warnings.warn(f"the video has {num_available} frames but the model needs {num_frames}: "
                       "sampling evenly with repeated frames.", stacklevel=2)
         return np.arange(num_frames, dtype=np.int64) * num_available // num_frames

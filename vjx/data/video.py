@@ -62,6 +62,16 @@ def label_from_name(name: str) -> str:
     return name.split("-", 1)[0]
 
 
+def video_name(path: str | os.PathLike) -> str:
+    """A video's name: a frame folder's own name or a video file's stem.
+
+    ``.../ironing-3sEk_w2T8Fw_15_10/`` -> ``"ironing-3sEk_w2T8Fw_15_10"``, ``clip.mp4`` -> ``"clip"``.
+    A folder given as ``.`` or through a symlink keeps the name it was given by (not resolved).
+    """
+    p = pathlib.Path(path)
+    return pathlib.Path(os.path.abspath(p)).name if p.is_dir() else p.stem
+
+
 def read_video(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Video:
     """Reads a frame folder or a video file into uint8 RGB frames.
 
@@ -86,12 +96,11 @@ def read_video(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -
         raise VjxError(f"video {str(p)!r} does not exist; pass a frame folder or a video file.")
     if p.is_dir():
         frames, fps = _read_folder(p, max_bytes), None
-        name = p.resolve().name
     elif p.suffix.lower() in FRAME_SUFFIXES:
         raise VjxError(f"video {str(p)!r} is a single image; pass the folder that holds the frames.")
     else:
         frames, fps = _read_file(p, max_bytes)
-        name = p.stem
+    name = video_name(p)
     frames.flags.writeable = False
     return Video(frames=frames, name=name, fps=fps, label=label_from_name(name), path=str(p))
 

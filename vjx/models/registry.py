@@ -85,14 +85,15 @@ class ModelSpec:
         from vjx.data.preprocess import preprocess_frames
         return preprocess_frames(frames, resize=self.resize, crop=self.crop, mean=self.mean, std=self.std)
 
-    def sample(self, frames: np.ndarray) -> np.ndarray:
-        """The original's "long range, first" sampling of ``num_frames`` from ``N x H x W x 3``."""
+    def sample(self, frames: np.ndarray, *, repeat: bool = False) -> np.ndarray:
+        """The original's "long range, first" sampling of ``num_frames`` from ``N x H x W x 3``
+        (``repeat``: a shorter video is sampled with repeated frames and a warning, not refused)."""
         from vjx.data.sampling import sample_frames
-        return sample_frames(frames, self.num_frames)
+        return sample_frames(frames, self.num_frames, repeat=repeat)
 
-    def prepare(self, frames: np.ndarray) -> np.ndarray:
+    def prepare(self, frames: np.ndarray, *, repeat: bool = False) -> np.ndarray:
         """Samples then preprocesses: uint8 ``N x H x W x 3`` -> float32 ``T x crop x crop x 3``."""
-        return self.preprocess(self.sample(frames))
+        return self.preprocess(self.sample(frames, repeat=repeat))
 
 
 _VIDEO_RESNET = dict(num_frames=16, resize=128, crop=112, mean=KINETICS_MEAN, std=KINETICS_STD,

@@ -13,7 +13,6 @@ Named activations for Grad-CAM: ``layer1`` .. ``layer4``, each ``B x T x h x w x
 """
 from __future__ import annotations
 
-import functools
 
 import flax.linen as nn
 import jax
@@ -116,4 +115,4 @@ class TSM(nn.Module):
         return logits.reshape(b, t, -1).mean(axis=1)
 
 
-tsm_resnet50 = functools.partial(TSM)
+tsm_resnet50 = TSM      # the only variant: ResNet-50 with temporal shifts

@@ -1,4 +1,4 @@
-"""Torch-vs-Flax comparisons shared by the parity tests and ``experiments.parity``."""
+"""Torch-vs-Flax twins and comparisons, shared by the parity tests and the experiment scripts."""
 from __future__ import annotations
 
 import dataclasses
@@ -58,6 +58,26 @@ def randomize_torch_model(model: torch.nn.Module, seed: int = 0) -> torch.nn.Mod
 def state_dict_numpy(model: torch.nn.Module) -> dict[str, np.ndarray]:
     """``model.state_dict()`` as float32 numpy arrays (what the converters take)."""
     return {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+
+
+def twin_models(name: str, *, layout: str | None = None, seed: int = 0):
+    """A torch reference with random weights and BatchNorm statistics, and the same weights in vjx.
+
+    Args:
+      name: registry name or short alias.
+      layout: the torch state-dict layout (default: the family's).
+      seed: seed of the random weights (see :func:`randomize_torch_model`).
+    Returns:
+      ``(torch_model in eval mode, vjx.Model)``: the Flax weights are the torch ones through the converter.
+    """
+    from vjx.model import Model
+    from vjx.models.registry import get_spec
+    from vjx.torch_reference import build_torch_model
+    from weight_conversion import convert_state_dict
+
+    spec = get_spec(name)
+    torch_model = randomize_torch_model(build_torch_model(spec.name, layout=layout), seed=seed)
+    return torch_model, Model(spec.make_module(), convert_state_dict(state_dict_numpy(torch_model), spec), spec)
 
 
 @functools.partial(jax.jit, static_argnums=0)

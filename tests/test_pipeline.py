@@ -1,0 +1,218 @@
+"""The explain pipeline in process on the planted model: outputs, summaries, targets, rollback, errors.
+
+The planted model (tests/planted.py) is wrapped as a ``vjx.Model`` with a tiny spec (8 frames of
+32 x 32), so a whole run compiles in seconds; one model object (conftest's ``planted``) serves every
+test, so each method compiles once per session.
+"""
+import json
+import pathlib
+import warnings
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from tests.planted import PLANTED_SPEC, TARGET, planted_video, write_planted_frames
+from vjx import attribution, data, pipeline
+from vjx.errors import ArgumentError, VjxError
+from vjx.pipeline import methods
+from vjx.pipeline.runner import Runner
+from vjx.pipeline.targets import choose_target
+
+AREAS = (0.05, 0.2)
+
+
+def request(videos, out, **overrides):
+    settings = dict(videos=tuple(videos), method="step", areas=AREAS, num_iter=2, batch_size=2,
+                    output_dir=str(out), progress=False, flags={"perturb_area": ["0.05", "0.2"]})
+    return pipeline.Request(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def step_run(planted, planted_videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("step") / "out" / "nested"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = pipeline.explain(request(planted_videos, out), model=planted)
+    return summary, out, [str(w.message) for w in caught]
+
+
+def test_step_run_writes_every_output(step_run):
+    summary, out, warned = step_run
+    assert any("repeated frames" in w and "notaclass-short" in w for w in warned)
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary).replace("NaN", "null"))
+    assert summary["config"]["areas"] == list(AREAS) and summary["config"]["num_iter"] == 2
+    assert summary["flags"] == {"perturb_area": ["0.05", "0.2"]} and summary["versions"]["jax"]
+    assert summary["model"] == "planted" and summary["weights"] == "given model"
+    assert [v["video"] for v in summary["videos"]] == ["abseiling-full", "notaclass-short"]
+    for entry in summary["videos"]:
+        assert entry["target"] == TARGET and entry["target_source"] == "pred"   # no label file: the prediction
+        assert [a["area"] for a in entry["areas"]] == list(AREAS)
+        assert all(0 <= a["preserved_probability"] <= 1 and 0 < a["mask_area"] <= 1 for a in entry["areas"])
+        assert "extremal_area" in entry
+        probs = [p["probability"] for p in entry["predictions"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True)
+        stored = np.load(out / f"{entry['video']}.npz")
+        assert stored["maps"].shape == (2, 8, 32, 32) and stored["frames"].shape == (8, 32, 32, 3)
+        assert 0 <= stored["maps"].min() and stored["maps"].max() <= 1
+        np.testing.assert_allclose(stored["preserved"], [a["preserved_probability"] for a in entry["areas"]])
+        np.testing.assert_allclose(stored["areas"], AREAS)
+        assert json.loads(str(stored["meta"]))["rows"] == ["area 0.05", "area 0.2"]
+        assert iio.imread(out / f"{entry['video']}.png").shape[0] > 200
+        gif = iio.imread(out / f"{entry['video']}_area0.05.gif", index=None)
+        assert gif.shape[1:3] == (32, 64) and 5 <= len(gif) <= 8   # Pillow merges repeated frames
+        assert entry["files"] == [f"{entry['video']}{s}" for s in (".png", "_area0.05.gif", "_area0.2.gif", ".npz")]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
+
+
+def test_the_frames_shown_are_the_model_input(step_run):
+    _, out, _ = step_run
+    frames = np.load(out / "abseiling-full.npz")["frames"]
+    assert frames[3, 12, 10].tolist() == [255, 0, 0] and frames[0, 12, 10].tolist() == [128, 128, 128]
+
+
+def test_a_backprop_method_has_one_row_and_no_areas(planted, planted_videos, tmp_path):
+    summary = pipeline.explain(request(planted_videos[:1], tmp_path, method="grad", target="2"), model=planted)
+    entry = summary["videos"][0]
+    assert entry["target"] == 2 and entry["target_source"] == "given"
+    assert "areas" not in entry and "extremal_area" not in entry
+    assert summary["config"]["polarity"] == "both"
+    assert entry["files"] == ["abseiling-full.png", "abseiling-full.gif", "abseiling-full.npz"]
+    assert np.load(tmp_path / "abseiling-full.npz")["maps"].shape == (1, 8, 32, 32)
+
+
+def test_a_failed_run_removes_what_it_wrote(planted, planted_videos, tmp_path, monkeypatch):
+    calls = []
+    explain_batch = Runner.explain
+
+    def fail_on_second_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return explain_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "explain", fail_on_second_batch)
+    kept = tmp_path / "existing"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("keep me")
+    for out in (tmp_path / "new" / "nested", kept):
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.explain(request(planted_videos, out, method="grad", batch_size=1), model=planted)
+        assert len(calls) == 2                        # the first video's files had been written
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in kept.iterdir()] == ["mine.txt"]
+
+
+def test_methods_report_progress_to_the_end(planted):
+    for name, total in (("grad", 1), ("3d_ep", 2)):                   # 3d_ep: one report per iteration
+        method = methods.get(name)
+        config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.3), num_iter=2), planted.spec)
+        seen = []
+        Runner(planted, method, config).explain(planted_video(1), np.array([TARGET]),
+                                                progress=lambda done, of: seen.append((done, of)))
+        assert seen[-1] == (total, total) and {of for _, of in seen} == {total}
+
+
+BAD_INPUT = {
+    "missing video": (dict(videos=("{tmp}/nope",)), "nope"),
+    "corrupt image": (dict(videos=("{corrupt}",)), "00003.png"),
+    "corrupt video": (dict(videos=("{tmp}/bad.mp4",)), "bad.mp4"),
+    "i3d with epic": (dict(model="i3d", dataset="epic-kitchens-noun"), "only tsm"),
+    "unknown model": (dict(model="r4d"), "r4d"),
+    "unknown method": (dict(method="lime"), "method 'lime'"),
+    "unknown dataset": (dict(dataset="ucf"), "dataset 'ucf'"),
+    "area above 1": (dict(areas=(0.1, 1.5)), "areas 1.5"),
+    "no areas": (dict(areas=()), "areas is empty"),
+    "zero iterations": (dict(num_iter=0), "num_iter must be at least 1"),
+    "zero batch": (dict(batch_size=0), "batch_size must be at least 1"),
+    "unknown polarity": (dict(polarity="up"), "polarity 'up'"),
+    "unknown dtype": (dict(dtype="int8"), "dtype 'int8'"),
+    "no videos": (dict(videos=()), "videos is empty"),
+    "missing checkpoint": (dict(model="r3d", checkpoint="{tmp}/none.pth"), "checkpoint"),
+    "bad checkpoint": (dict(model="r3d", checkpoint="{tmp}/bad.pth"), "bad.pth"),
+    "unknown target": (dict(target="klass 1"), "target 'klass 1'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_names_the_argument_and_writes_nothing(case, planted, planted_videos, tmp_path):
+    corrupt = pathlib.Path(write_planted_frames(tmp_path / "abseiling-corrupt"))
+    (corrupt / "00003.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
+    (tmp_path / "bad.pth").write_bytes(b"PK\x03\x04 not a checkpoint")
+    changes, what = BAD_INPUT[case]
+    changes = {k: tuple(p.format(tmp=tmp_path, corrupt=corrupt) for p in v) if k == "videos"
+               else v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in changes.items()}
+    settings = {**dict(videos=planted_videos[:1], model="r3d", method="grad"), **changes}
+    out = tmp_path / "out"
+    given = planted if "model" not in changes and "checkpoint" not in changes else None
+    with pytest.raises(VjxError, match=what) as caught:
+        pipeline.explain(request(settings.pop("videos"), out, **settings), model=given)
+    assert "\n" not in str(caught.value)
+    assert not out.exists()
+    argument = what.split()[0]
+    if argument in pipeline.Request.__dataclass_fields__:
+        assert isinstance(caught.value, ArgumentError) and caught.value.argument == argument
+
+
+def test_a_request_is_resolved_once_into_what_the_run_reads():
+    resolved = pipeline.resolve(pipeline.Request(videos=("v",), model="tsm", dataset="epic-kitchens-verb",
+                                                 method="3d_ep", areas=(0.1,), num_iter=7))
+    assert resolved.spec.name == "tsm_resnet50" and resolved.spec.label_set == "epic-kitchens-verb"
+    assert resolved.spec.num_classes == 125 and resolved.method is methods.get("3d_ep")
+    assert resolved.config.areas == (0.1,) and resolved.config.num_iter == 7
+    assert resolved.config.sigma == resolved.spec.ep_sigma
+    assert resolved.weights.source == "random" and resolved.weights.describe("x") == "random"
+    i3d = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
+    assert i3d.weights.describe(i3d.spec.label_set) == "pretrained kinetics400"
+    assert i3d.config == attribution.GradCamConfig(layer="mixed_5c")
+
+
+def test_the_method_table_declares_every_method():
+    assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
+                                    "2d_ep", "3d_ep", "step"}
+    assert methods.extremal_names() == ("2d_ep", "3d_ep", "step")
+    for name, method in methods.METHODS.items():
+        config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
+        assert method.name == name and callable(method.function)
+        if method.extremal:
+            assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
+            assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma
+            assert method.row_names(config) == ("area 0.1", "area 0.2")
+        else:
+            assert method.row_names(config) == (name,)
+    with pytest.raises(ArgumentError, match="choose one of grad, grad\\*input"):
+        methods.get("lime")
+
+
+def test_polarity_defaults_agree_on_both():
+    from experiments import explain as explain_script
+
+    assert pipeline.Request(videos=()).polarity == "both"
+    assert explain_script._POLARITY.default == "both"
+    assert attribution.GradientConfig().polarity == "both"
+    assert attribution.IntegratedGradientsConfig().polarity == "both"
+    config = methods.get("grad").make_config(pipeline.Request(videos=()), PLANTED_SPEC)
+    assert config.polarity == "both"
+
+
+def _video(label: str, name: str | None = None) -> data.Video:
+    return data.Video(frames=np.zeros((1, 1, 1, 3), np.uint8), name=name or f"{label}-x", fps=None, label=label,
+                      path="x")
+
+
+def test_target_choice():
+    names = ("abseiling", "air drumming", "zumba")
+    probs = np.array([0.1, 0.2, 0.7])
+    assert choose_target("label", _video("air_drumming"), probs, names) == (1, "label")
+    assert choose_target("pred", _video("abseiling"), probs, names) == (2, "pred")
+    assert choose_target("Zumba", _video("abseiling"), probs, names) == (2, "given")
+    assert choose_target("0", _video("abseiling"), probs, names) == (0, "given")
+    with pytest.warns(UserWarning, match="close: abseiling.*explaining the prediction 'zumba'"):
+        assert choose_target("label", _video("abseilin"), probs, names) == (2, "pred")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                # a name without a label part: no warning
+        assert choose_target("label", _video("clip", name="clip"), probs, names) == (2, "pred")
+    with pytest.raises(ArgumentError, match="target 'zumbaa' .* did you mean zumba"):
+        choose_target("zumbaa", _video("abseiling"), probs, names)

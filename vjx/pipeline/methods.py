@@ -1,0 +1,139 @@
+"""The table of attribution methods a run can use: one :class:`Method` per ``method`` name.
+
+Each entry declares what its method is: the ``vjx.attribution`` function, how a request's settings
+become the function's config, whether it is *extremal* (one mask per preserved-area ratio, all
+optimised in one call), and how its result becomes one :class:`Explanation` per video (maps, row
+labels and the numbers the summaries report). Callers look a method up here instead of testing its
+name.
+
+    from vjx.pipeline import methods
+    method = methods.get("step")
+    config = method.make_config(request, model.spec)   # request: its areas, num_iter, polarity
+    result = method.function(model, x, targets, config, key=jax.random.key(0))
+    explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
+
+The names are the original toolkit's ``--vis_method`` values.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from vjx import attribution
+from vjx.errors import ArgumentError
+from vjx.models.registry import ModelSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """One video's attribution, as the pipeline draws, stores and summarises it.
+
+    Attributes:
+      maps: float32 ``R x T x H x W`` in [0, 1]: one row per area (extremal methods), else one row.
+      row_names: ``R`` labels of the rows (``"area 0.05"``, or the method's name).
+      areas: extremal methods: one dict per area with ``area``, ``preserved_probability`` (target
+        probability with the mask preserving the video) and ``mask_area`` (the mask's mean); empty
+        for the other methods. These dicts are the per-area rows of ``summary.json`` and the sweep.
+      numbers: per-video numbers (extremal methods: ``extremal_area``, NaN where no area reaches
+        the bound); empty for the other methods.
+    """
+
+    maps: np.ndarray
+    row_names: tuple[str, ...]
+    areas: tuple[dict[str, float], ...] = ()
+    numbers: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One attribution method as a run uses it.
+
+    Attributes:
+      name: the ``method`` name (the original's ``--vis_method`` value), e.g. ``"step"``.
+      function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
+        vjx.attribution.
+      make_config: ``(request, spec) -> config``: the function's config for a request (any object
+        with ``areas``, ``num_iter`` and ``polarity``) and a model spec.
+      extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
+    """
+
+    name: str
+    function: Callable[..., Any]
+    make_config: Callable[[Any, ModelSpec], Any]
+    extremal: bool = False
+
+    def row_names(self, config: Any) -> tuple[str, ...]:
+        """The labels of an explanation's map rows."""
+        if self.extremal:
+            return tuple(f"area {a:g}" for a in config.areas)
+        return (self.name,)
+
+    def explain(self, result: Any, config: Any) -> list[Explanation]:
+        """The function's result for a batch -> one :class:`Explanation` per video."""
+        if not self.extremal:
+            maps = np.asarray(result.maps, np.float32)                        # B x T x H x W
+            return [Explanation(maps=m[None], row_names=self.row_names(config)) for m in maps]
+        masks = np.asarray(result.masks, np.float32)                          # B x A x T x H x W
+        preserved = np.asarray(result.probabilities, np.float64)              # B x A
+        mask_area = masks.mean(axis=(2, 3, 4), dtype=np.float64)              # B x A
+        extremal_area = np.asarray(result.extremal_area, np.float64)          # B
+        return [Explanation(
+            maps=masks[i], row_names=self.row_names(config),
+            areas=tuple({"area": float(a), "preserved_probability": float(preserved[i, j]),
+                         "mask_area": float(mask_area[i, j])} for j, a in enumerate(config.areas)),
+            numbers={"extremal_area": float(extremal_area[i])}) for i in range(len(masks))]
+
+    def caption(self, explanation: Explanation) -> str:
+        """A line for the figure title: each area's preserved probability and the extremal area."""
+        if not self.extremal:
+            return ""
+        kept = ", ".join(f"{row['area']:g}: {row['preserved_probability']:.2f}" for row in explanation.areas)
+        extremal = explanation.numbers["extremal_area"]
+        return f"preserved p per area  {kept}   extremal area: {'none' if np.isnan(extremal) else f'{extremal:g}'}"
+
+
+def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
+    return attribution.GradientConfig(polarity=request.polarity)
+
+
+def _integrated_gradients_config(request, spec: ModelSpec) -> attribution.IntegratedGradientsConfig:
+    return attribution.IntegratedGradientsConfig(polarity=request.polarity, mean=spec.mean, std=spec.std)
+
+
+def _smooth_grad_config(request, spec: ModelSpec) -> attribution.SmoothGradConfig:
+    return attribution.SmoothGradConfig()
+
+
+def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
+    return attribution.GradCamConfig(layer=spec.gradcam_layer)
+
+
+def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
+    return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), num_iter=int(request.num_iter),
+                                      sigma=spec.ep_sigma)
+
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    Method("grad", attribution.gradient, _gradient_config),
+    Method("grad*input", attribution.gradient_x_input, _gradient_config),
+    Method("integrated_grad", attribution.integrated_gradients, _integrated_gradients_config),
+    Method("smooth_grad", attribution.smooth_grad, _smooth_grad_config),
+    Method("grad_cam", attribution.grad_cam, _grad_cam_config),
+    Method("2d_ep", attribution.ep2d, _extremal_config, extremal=True),
+    Method("3d_ep", attribution.ep3d, _extremal_config, extremal=True),
+    Method("step", attribution.step, _extremal_config, extremal=True),
+)}
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; an unknown name is an ArgumentError of ``method``."""
+    if name not in METHODS:
+        raise ArgumentError("method", f"{name!r} is unknown; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def extremal_names() -> tuple[str, ...]:
+    """The names of the extremal methods."""
+    return tuple(name for name, method in METHODS.items() if method.extremal)

@@ -1,0 +1,198 @@
+"""What a run is asked to do, checked once: :class:`Request` in, :class:`Resolved` out.
+
+    from vjx.pipeline import request as rq
+    resolved = rq.resolve(rq.Request(videos=("clip.mp4",), model="r2plus1d", method="step",
+                                     areas=(0.05, 0.1), checkpoint="r2plus1d_18-91a641e6.pth"))
+    resolved.spec, resolved.method, resolved.config, resolved.weights   # decided here, read later
+    model = rq.load_model(resolved)
+
+:func:`resolve` checks every name, combination and number before anything heavy runs and decides,
+once, the model spec (with the head's label set), the method (an entry of :mod:`vjx.pipeline.methods`), its
+config and where the weights come from. Bad values raise :class:`~vjx.errors.ArgumentError` naming
+the request's field (``areas``, ``method``, ...); the command-line scripts rename them to flags.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from typing import Any, Mapping, Sequence
+
+from vjx.attribution.display import POLARITIES
+from vjx.attribution.extremal import DEFAULT_AREAS
+from vjx.errors import ArgumentError
+from vjx.model import PRETRAINED, Model
+from vjx.model import load_model as load_registry_model
+from vjx.models.registry import ModelSpec, get_spec
+from vjx.pipeline import methods
+
+# The original CLI's --pretrain_dataset names -> label sets.
+DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "epic-kitchens-noun",
+                            "epic-kitchens-verb": "epic-kitchens-verb"}
+# Architectures that have EPIC-Kitchens heads.
+EPIC_MODELS = ("tsm_resnet50",)
+# Model compute dtypes (names jnp.dtype understands).
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One run, as its caller states it.
+
+    Attributes:
+      videos: video files and/or frame folders.
+      model: registry name or the original's short name (``i3d``, ``r2plus1d``, ``r3d``, ``mc3``, ``tsm``).
+      dataset: ``kinetics``, ``epic-kitchens-noun`` or ``epic-kitchens-verb`` (the head's label set).
+      method: a name of :data:`vjx.pipeline.methods.METHODS` (the original's ``--vis_method`` values).
+      areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one compiled call.
+      num_iter: optimisation steps (extremal methods).
+      polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
+        attribution is shown. ``both`` (``|g|``) is the library's default, the CLI's and the
+        original code's (its README says ``positive``).
+      target: ``"label"`` (the folder-name label, else the prediction), ``"pred"`` or a class name.
+      checkpoint: torch/orbax weights; None = the pretrained I3D for ``i3d`` on Kinetics, else random.
+      output_dir: where the files go (created; removed again on failure if this run created it).
+      seed: PRNG seed (random init, SmoothGrad noise, STEP tie-breaking).
+      batch_size: videos per compiled call.
+      dtype: ``float32`` or ``bfloat16`` compute for the model (masks stay float32).
+      flags: the command line's flags, recorded in the summary.
+      progress: show tqdm progress bars on stderr.
+    """
+
+    videos: tuple[str, ...]
+    model: str = "i3d"
+    dataset: str = "kinetics"
+    method: str = "step"
+    areas: tuple[float, ...] = DEFAULT_AREAS
+    num_iter: int = 2000
+    polarity: str = "both"
+    target: str = "label"
+    checkpoint: str | None = None
+    output_dir: str = "visual_res"
+    seed: int = 0
+    batch_size: int = 1
+    dtype: str = "float32"
+    flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """Where a run's weights come from.
+
+    Attributes:
+      source: ``"checkpoint"`` (a torch file or converted directory), ``"pretrained"`` (a bundled
+        set), ``"random"`` (seeded initialisation) or ``"given"`` (a model passed in already loaded).
+      checkpoint: the checkpoint path (source ``"checkpoint"``).
+      model: the model passed in (source ``"given"``).
+    """
+
+    source: str
+    checkpoint: str | None = None
+    model: Model | None = None
+
+    def describe(self, label_set: str) -> str:
+        """How the summary names them: the checkpoint path, ``pretrained <label set>``, ``random``, ``given model``."""
+        return {"checkpoint": self.checkpoint, "pretrained": f"pretrained {label_set}",
+                "random": "random", "given": "given model"}[self.source]
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """A checked request and everything decided from it; the rest of a run reads only this.
+
+    Attributes:
+      request: the request as given.
+      spec: the model's spec, with the head of the request's label set.
+      method: the :class:`vjx.pipeline.methods.Method` entry.
+      config: the method's config (``method.make_config(request, spec)``).
+      weights: where the weights come from.
+    """
+
+    request: Request
+    spec: ModelSpec
+    method: methods.Method
+    config: Any
+    weights: Weights
+
+
+def check_areas(areas: Sequence[float]) -> tuple[float, ...]:
+    """The areas as floats, each strictly inside (0, 1) (else an ArgumentError of ``areas``)."""
+    if not areas:
+        raise ArgumentError("areas", "is empty; give preserved-area ratios such as 0.05,0.1")
+    for area in areas:
+        if not 0.0 < float(area) < 1.0:
+            raise ArgumentError("areas", f"{area} is outside (0, 1); give preserved-area ratios such as 0.05,0.1")
+    return tuple(float(a) for a in areas)
+
+
+def _check_choice(argument: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ArgumentError(argument, f"{value!r} is unknown; choose one of {', '.join(choices)}")
+
+
+def _check_positive(argument: str, value: int) -> None:
+    if value < 1:
+        raise ArgumentError(argument, f"must be at least 1, got {value}")
+
+
+def resolve(request: Request, model: Model | None = None) -> Resolved:
+    """Checks ``request`` and decides its spec, method, config and weights (nothing heavy runs).
+
+    Args:
+      request: the run.
+      model: a model already loaded (a test's tiny model, or one shared by several runs): its spec
+        and weights replace the request's ``model``, ``dataset`` and ``checkpoint``.
+    Raises:
+      ArgumentError: an unknown model, method, dataset, polarity or dtype; a dataset the model has no
+        head for; an area outside (0, 1); a non-positive iteration count or batch size; no videos;
+        a checkpoint that does not exist.
+    """
+    method = methods.get(request.method)
+    _check_choice("dataset", request.dataset, DATASETS)
+    label_set = DATASETS[request.dataset]
+    if model is not None:
+        spec, weights = model.spec, Weights("given", model=model)
+    else:
+        spec = get_spec(request.model)
+        if label_set != spec.label_set:
+            if spec.name not in EPIC_MODELS:
+                raise ArgumentError("dataset", f"{request.dataset!r} has no head on {spec.name} (only tsm has "
+                                    "EPIC-Kitchens heads); use kinetics, or the tsm model")
+            spec = spec.with_label_set(label_set)
+        weights = _choose_weights(request, spec)
+    check_areas(request.areas)
+    _check_positive("num_iter", request.num_iter)
+    _check_positive("batch_size", request.batch_size)
+    _check_choice("polarity", request.polarity, POLARITIES)
+    _check_choice("dtype", request.dtype, DTYPES)
+    if not request.videos:
+        raise ArgumentError("videos", "is empty; give at least one video file or frame folder")
+    return Resolved(request=request, spec=spec, method=method, config=method.make_config(request, spec),
+                    weights=weights)
+
+
+def _choose_weights(request: Request, spec: ModelSpec) -> Weights:
+    """A checkpoint if given; bundled weights if the model has them for its label set (the I3D on
+    Kinetics-400); random weights otherwise."""
+    if request.checkpoint is not None:
+        if not os.path.exists(request.checkpoint):
+            raise ArgumentError("checkpoint", f"{request.checkpoint!r} does not exist")
+        return Weights("checkpoint", request.checkpoint)
+    if spec.label_set in PRETRAINED.get(spec.name, ()):
+        return Weights("pretrained")
+    return Weights("random")
+
+
+def load_model(resolved: Resolved) -> Model:
+    """The model of a resolved request (random weights come with a warning)."""
+    spec, weights, request = resolved.spec, resolved.weights, resolved.request
+    if weights.source == "given":
+        return weights.model
+    if weights.source == "checkpoint":
+        return load_registry_model(spec.name, checkpoint=weights.checkpoint, label_set=spec.label_set)
+    if weights.source == "pretrained":
+        return load_registry_model(spec.name, pretrained=spec.label_set)
+    warnings.warn(f"no weights for {spec.name} on {request.dataset}: using RANDOM weights (seed "
+                  f"{request.seed}); pass a checkpoint for meaningful explanations", stacklevel=2)
+    return load_registry_model(spec.name, label_set=spec.label_set, seed=request.seed)
