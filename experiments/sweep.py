@@ -2,7 +2,7 @@
 
     python -m experiments.sweep --videos_dir ../shared/data/kinetics/sampled_frames --model r2plus1d \\
         --checkpoint r2plus1d_18-91a641e6.pth --vis_method step --perturb_area 0.01,0.02,0.05,0.1 \\
-        --num_iter 2000 --output_dir sweep_out
+        --schedule original --output_dir sweep_out
 
 Writes sweep_out/results.csv and results.json (one row per video x area: preserved probability,
 mask area reached, extremal area) and sweep_out/videos/<video>.{json,npz} as each batch finishes; a
@@ -19,7 +19,9 @@ _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders a
 _MODEL = flags.DEFINE_string("model", "r2plus1d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
 _METHOD = flags.DEFINE_string("vis_method", "step", "2d_ep, 3d_ep or step.")
-_NUM_ITER = flags.DEFINE_integer("num_iter", 2000, "Perturbation iterations.")
+_SCHEDULE = flags.DEFINE_string("schedule", None, "How masks are optimised: original (the original toolkit's "
+                                "SGD, 2000 iterations) or fast (default: the library's).")
+_NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default: the schedule's own).")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.01", "0.02", "0.05", "0.1", "0.15", "0.2"],
                            "Preserved-area ratios in (0, 1), comma separated.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: pretrained I3D, "
@@ -31,7 +33,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 0, "Videos per compiled call (rounde
                               "the device count; 0 = one per device).")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
-_ALL_FLAGS = (_VIDEOS_DIR, _MODEL, _DATASET, _METHOD, _NUM_ITER, _AREAS, _CHECKPOINT, _OUTPUT_DIR, _TARGET,
+_ALL_FLAGS = (_VIDEOS_DIR, _MODEL, _DATASET, _METHOD, _SCHEDULE, _NUM_ITER, _AREAS, _CHECKPOINT, _OUTPUT_DIR, _TARGET,
               _SEED, _BATCH, _DTYPE, _NO_GPU)
 
 
@@ -50,6 +52,7 @@ def main(argv: list[str]) -> None:
     request = pipeline.Request(
         videos=tuple(data.list_videos(_VIDEOS_DIR.value)), model=_MODEL.value, dataset=_DATASET.value,
         method=_METHOD.value, areas=_cli.parse_areas(_AREAS.value), num_iter=_NUM_ITER.value,
+        **({"schedule": _SCHEDULE.value} if _SCHEDULE.value else {}),
         checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, target=_TARGET.value, seed=_SEED.value,
         batch_size=_BATCH.value or len(jax.local_devices()), dtype=_DTYPE.value,
         flags={holder.name: holder.value for holder in _ALL_FLAGS})
