@@ -150,6 +150,8 @@ BAD_EXPLAIN = {
     "unknown method": (["--vis_method", "lime"], "--vis_method 'lime'"),
     "area above 1": (["--perturb_area", "0.1,1.5"], "--perturb_area 1.5"),
     "area not a number": (["--perturb_area", "big"], "--perturb_area"),
+    "unknown schedule": (["--schedule", "slow"], "--schedule 'slow'"),
+    "zero iterations": (["--num_iter", "0"], "--num_iter must be at least 1"),
     "unknown flag": (["--areas", "0.1"], "areas"),
     "stray argument": (["oops"], "oops"),
 }

@@ -125,6 +125,8 @@ BAD_INPUT = {
     "area above 1": (dict(areas=(0.1, 1.5)), "areas 1.5"),
     "no areas": (dict(areas=()), "areas is empty"),
     "zero iterations": (dict(num_iter=0), "num_iter must be at least 1"),
+    "unknown schedule": (dict(schedule="slow"), "schedule 'slow'"),
+    "tiny input": (dict(input_size=8), "input_size must be at least 32"),
     "zero batch": (dict(batch_size=0), "batch_size must be at least 1"),
     "unknown polarity": (dict(polarity="up"), "polarity 'up'"),
     "unknown dtype": (dict(dtype="int8"), "dtype 'int8'"),
@@ -167,6 +169,15 @@ def test_a_request_is_resolved_once_into_what_the_run_reads():
     i3d = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
     assert i3d.weights.describe(i3d.spec.label_set) == "pretrained kinetics400"
     assert i3d.config == attribution.GradCamConfig(layer="mixed_5c")
+
+
+def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
+    """I3D fed 112 px frames: resized to 128 then cropped (the spec's 256/224 proportion), sigma 11."""
+    resolved = pipeline.resolve(pipeline.Request(videos=("v",), method="step", input_size=112))
+    assert (resolved.spec.resize, resolved.spec.crop, resolved.spec.ep_sigma) == (128, 112, 11.0)
+    assert resolved.config.sigma == 11.0 and resolved.config.schedule == "fast"
+    full = pipeline.resolve(pipeline.Request(videos=("v",), method="step"))
+    assert (full.spec.crop, full.config.sigma) == (224, 23.0)
 
 
 def test_the_method_table_declares_every_method():
