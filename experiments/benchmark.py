@@ -1,8 +1,9 @@
-"""vjx's extremal perturbation against the original-style torch loop on the same workload.
+"""vjx's extremal perturbation (or a path method) against the original-style torch loop on the same workload.
 
     python -m experiments.benchmark                                   # r2plus1d, STEP, six areas, 3 iterations
     python -m experiments.benchmark --arch i3d --method 3d_ep --num_iter 3 --json b.json
     python -m experiments.benchmark --arch i3d --cost_only            # XLA's FLOPs/bytes/memory, no timing
+    python -m experiments.benchmark --arch r2plus1d --method integrated_grad   # or smooth_grad: 25 points
 
 The torch side is the reference loop of vjx.torch_reference.perturbation: the original's algorithm,
 one video, areas one after another, eager PyTorch, gradients for the masks only (the original
@@ -10,6 +11,11 @@ freezes the model's parameters). Both sides get the same random weights (torch -
 the same clip and the same target. Reported per iteration over all areas: vjx (the median of its
 iterations, from its progress reports; on CPU every iteration is its own compiled call), torch
 (its run divided by the iterations), their ratio, and vjx's first call (compilation included).
+
+For ``integrated_grad`` and ``smooth_grad`` the torch side is the original's loop: one gradient per
+path point (25 by default, ``--num_iter`` sets it), one after another; vjx runs its compiled call
+(``--path_batch`` points per forward/backward pass). Reported: the whole call's seconds on both sides
+(vjx's second call, after compilation) and their ratio.
 
 ``--cost`` adds XLA's compiled cost and memory analyses of one iteration with every area vmapped
 (the accelerator form): FLOPs and bytes accessed, split into the model's forward+backward and the
@@ -27,9 +33,11 @@ from absl import flags
 from experiments import _cli
 
 _ARCH = flags.DEFINE_string("arch", "r2plus1d", "i3d, r2plus1d, r3d, mc3 or tsm.")
-_METHOD = flags.DEFINE_string("method", "step", "2d_ep, 3d_ep or step.")
+_METHOD = flags.DEFINE_string("method", "step", "2d_ep, 3d_ep, step, integrated_grad or smooth_grad.")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.01", "0.02", "0.05", "0.1", "0.15", "0.2"], "Area ratios in (0, 1).")
-_NUM_ITER = flags.DEFINE_integer("num_iter", 3, "Iterations per area.")
+_NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations per area (default 3), or path points (default 25).")
+_PATH_BATCH = flags.DEFINE_integer("path_batch", 1, "Path points per forward/backward pass (integrated_grad, "
+                                   "smooth_grad); 1 is fastest on CPU.")
 _VIDEO = flags.DEFINE_string("video", None, "Clip to explain (default: the bundled Big Buck Bunny clip).")
 _SKIP_TORCH = flags.DEFINE_bool("skip_torch", False, "Time vjx only.")
 _COST = flags.DEFINE_bool("cost", False, "Also report XLA's cost and memory analyses of one all-areas iteration.")
@@ -37,6 +45,52 @@ _COST_ONLY = flags.DEFINE_bool("cost_only", False, "Only the cost and memory ana
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 
 _TORCH_METHOD = {"2d_ep": "2d", "3d_ep": "3d", "step": "step"}
+PATH_METHODS = ("integrated_grad", "smooth_grad")
+
+
+def torch_path_method(torch_model, video, target: int, method: str, points: int, mean, std) -> None:
+    """The original's integrated gradients (black baseline) or SmoothGrad (noise 0.15 of the range):
+    one gradient per path point, one after another. ``video``: ``1 x C x T x H x W``."""
+    import torch
+
+    from vjx.torch_reference.backprop import gradient, integrated_gradients
+
+    labels = torch.tensor([target])
+    if method == "integrated_grad":
+        black = [(0.0 - m) / s for m, s in zip(mean, std)]
+        integrated_gradients(torch_model, video, labels, black, steps=points)
+        return
+    sigma = 0.15 * float(video.max() - video.min())
+    total = torch.zeros_like(video)
+    for _ in range(points):
+        total += gradient(torch_model, video + sigma * torch.randn_like(video), labels) ** 2
+    (total / points).abs().sum(dim=1)
+
+
+def time_path_method(name: str, model, torch_model, x: np.ndarray, target: int, points: int, batch: int) -> dict:
+    """Seconds of one whole call on each side, for ``points`` path points."""
+    import jax
+    import torch
+
+    from vjx import attribution
+    from vjx.pipeline import methods
+
+    config = (attribution.IntegratedGradientsConfig(steps=points, batch_size=batch) if name == "integrated_grad"
+              else attribution.SmoothGradConfig(samples=points, batch_size=batch))
+    function = methods.get(name).function
+    targets, key = np.array([target], np.int32), jax.random.key(0)
+    start = time.perf_counter()
+    jax.block_until_ready(function(model, x, targets, config, key=key).maps)
+    first_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(function(model, x, targets, config, key=key).maps)
+    vjx_s = time.perf_counter() - start
+    video_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3)))
+    start = time.perf_counter()
+    torch_path_method(torch_model, video_t, target, name, points, model.spec.mean, model.spec.std)
+    torch_s = time.perf_counter() - start
+    return {"path_points": points, "path_batch": batch, "vjx_first_call_s": first_s, "vjx_s": vjx_s,
+            "torch_s": torch_s, "torch_threads": torch.get_num_threads(), "speedup": torch_s / vjx_s}
 
 
 def _free_model(variables, video):
@@ -99,24 +153,28 @@ def run() -> dict:
     from vjx.torch_reference.perturbation import extremal_loop
 
     method = methods.get(_METHOD.value)
-    if not method.extremal:
-        raise ArgumentError("method", f"{_METHOD.value!r} is not an extremal method; choose one of "
-                            f"{', '.join(methods.extremal_names())}")
-    if _NUM_ITER.value < 2:
-        raise VjxError(f"--num_iter must be at least 2 (the first iteration is not timed), got {_NUM_ITER.value}")
+    if not method.extremal and _METHOD.value not in PATH_METHODS:
+        raise ArgumentError("method", f"{_METHOD.value!r} is not timed here; choose one of "
+                            f"{', '.join(methods.extremal_names() + PATH_METHODS)}")
+    n = _NUM_ITER.value or (3 if method.extremal else 25)
+    if n < 2:
+        raise VjxError(f"--num_iter must be at least 2 (the first iteration is not timed), got {n}")
+    if _PATH_BATCH.value < 1:
+        raise VjxError(f"--path_batch must be at least 1, got {_PATH_BATCH.value}")
     areas = check_areas(_cli.parse_areas(_AREAS.value))
     spec = get_spec(_ARCH.value)
     video = data.read_video(_VIDEO.value or data.sample_video_path())
     x = model_input(spec, video)[None]
     torch_model, model = twin_models(spec.name)
     target = int(np.argmax(np.asarray(model(x))))
-    config = ExtremalConfig(areas=areas, num_iter=_NUM_ITER.value, sigma=spec.ep_sigma)
+    result = {"arch": spec.name, "method": _METHOD.value, "input": "x".join(map(str, x.shape)),
+              "device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
+              "jax": jax.__version__, "torch": torch.__version__}
+    if not method.extremal:
+        return {**result, **time_path_method(_METHOD.value, model, torch_model, x, target, n, _PATH_BATCH.value)}
+    config = ExtremalConfig(areas=areas, schedule="original", num_iter=n, sigma=spec.ep_sigma)
     targets = np.array([target], np.int32)
-    n = _NUM_ITER.value
-    result = {"arch": spec.name, "method": _METHOD.value, "areas": list(areas), "num_iter": n,
-              "input": "x".join(map(str, x.shape)), "device": str(jax.devices()[0]),
-              "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
-              "torch": torch.__version__}
+    result.update(areas=list(areas), num_iter=n)
     if _COST.value or _COST_ONLY.value:
         result.update(cost_analysis(method, model, x, targets, config))
     if _COST_ONLY.value:
@@ -155,8 +213,15 @@ def run() -> dict:
 def main(argv: list[str]) -> None:
     _cli.no_extra_arguments(argv)
     result = run()
-    print(f"{result['arch']} {result['method']} {len(result['areas'])} areas x {result['num_iter']} iterations, "
-          f"input {result['input']} on {result['device']}")
+    if "path_points" in result:
+        print(f"{result['arch']} {result['method']} {result['path_points']} path points ({result['path_batch']} per "
+              f"pass), input {result['input']} on {result['device']}\n"
+              f"  vjx {result['vjx_s']:.1f} s (first call with compilation {result['vjx_first_call_s']:.1f} s)   "
+              f"torch {result['torch_s']:.1f} s (one point after another)   vjx speed / torch speed "
+              f"{result['speedup']:.2f}x")
+    else:
+        print(f"{result['arch']} {result['method']} {len(result['areas'])} areas x {result['num_iter']} iterations, "
+              f"input {result['input']} on {result['device']}")
     if "iteration_flops" in result:
         print(f"  one iteration, all areas vmapped: {result['iteration_flops'] / 1e9:.1f} GFLOP "
               f"(model {result['model_flops'] / 1e9:.1f}, mask machinery {result['mask_machinery_flops'] / 1e9:.1f} = "
@@ -166,10 +231,10 @@ def main(argv: list[str]) -> None:
               f"{result['iteration_bytes'] / 1e9:.1f} GB "
               f"accessed (machinery {100 * result['machinery_to_model_bytes']:.1f}% of the model's), "
               f"peak memory {result['peak_memory_gib']:.1f} GiB")
-    if "vjx_s" in result:
+    if "vjx_per_iter_ms" in result:
         print(f"  vjx   {result['vjx_per_iter_ms']:9.1f} ms/iteration (all areas; first call with compilation "
               f"{result['vjx_first_call_s']:.1f} s, second call {result['vjx_s']:.1f} s)")
-    if "torch_s" in result:
+    if "torch_per_iter_ms" in result:
         print(f"  torch {result['torch_per_iter_ms']:9.1f} ms/iteration (areas one after another)   "
               f"vjx speed / torch speed {result['speedup']:.2f}x ({result['speedup_end_to_end']:.2f}x end to end "
               f"with compilation)")

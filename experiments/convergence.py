@@ -16,7 +16,6 @@ stopped (2000 iterations of three areas take hours on a 2-core CPU). Then it wri
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -51,12 +50,12 @@ def clips() -> list[str]:
 
 
 def model_input(model, path: str, size: int) -> np.ndarray:
-    """float32 ``1 x T x size x size x 3`` for the model (short side resized to ``size * 8 / 7``)."""
+    """float32 ``1 x T x size x size x 3`` for the model (short side resized in the spec's proportion)."""
     from vjx import data
+    from vjx.attribution.extremal import default_sigma
     from vjx.pipeline import inputs
 
-    spec = model.spec if size == model.spec.crop else dataclasses.replace(model.spec, resize=size * 8 // 7, crop=size)
-    return inputs.model_input(spec, data.read_video(path))[None]
+    return inputs.model_input(model.spec.at_size(size, default_sigma(size)), data.read_video(path))[None]
 
 
 def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[float, ...], num_iter: int) -> dict:

@@ -129,10 +129,15 @@ def test_parity_end_to_end(videos, tmp_path):
 def test_benchmark_end_to_end(tmp_path):
     pytest.importorskip("torch")
     report = tmp_path / "bench.json"
-    result = run_script("benchmark", "--arch", "r3d", "--num_iter", 1, "--perturb_area", "0.1", "--json", report)
+    result = run_script("benchmark", "--arch", "r3d", "--num_iter", 2, "--perturb_area", "0.1", "--json", report)
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(report.read_text())
-    assert measured["vjx_s"] > 0 and measured["torch_s"] > 0 and measured["speedup"] > 0
+    assert measured["vjx_per_iter_ms"] > 0 and measured["torch_s"] > 0 and measured["speedup"] > 0
+    result = run_script("benchmark", "--arch", "r3d", "--method", "integrated_grad", "--num_iter", 2, "--json", report)
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(report.read_text())
+    assert measured["path_points"] == 2 and measured["vjx_s"] > 0 and measured["torch_s"] > 0
+    assert_usage_error(run_script("benchmark", "--method", "grad_cam"), "--method 'grad_cam'", tmp_path / "none")
 
 
 @pytest.fixture(scope="module")
