@@ -55,7 +55,7 @@ def measure() -> dict:
     from vjx.torch_reference import build_torch_model
     from vjx.torch_reference.backprop import grad_cam as torch_grad_cam
     from vjx.torch_reference.parity import compare_models, twin_models
-    from weight_conversion import convert_state_dict, detect_layout, load_state_dict
+    from weight_conversion import checkpoint_spec, convert_state_dict, detect_layout, load_state_dict
 
     jax.config.update("jax_default_matmul_precision", "highest")
     spec = get_spec(_ARCH.value)
@@ -67,6 +67,7 @@ def measure() -> dict:
     if _CHECKPOINT.value:
         state = load_state_dict(_CHECKPOINT.value)
         layout = detect_layout(state)
+        spec = checkpoint_spec(state, spec)
         variables = convert_state_dict(state, spec, what=f"--checkpoint {_CHECKPOINT.value!r}")
         torch_model = build_torch_model(spec.name, layout=layout.name)
         try:

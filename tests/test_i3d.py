@@ -16,7 +16,7 @@ from weight_conversion import i3d_jax
 torch = pytest.importorskip("torch")
 
 from vjx.torch_reference import build_torch_model  # noqa: E402
-from vjx.torch_reference.parity import compare_models, randomize_torch_model, state_dict_numpy  # noqa: E402
+from vjx.torch_reference.parity import compare_models, randomize_torch_model, state_dict_numpy, twin_models  # noqa: E402
 
 SPEC = vjx.get_spec("i3d")
 LAYOUTS = ("pytorch_i3d", "kinetics_i3d_pytorch")
@@ -116,6 +116,8 @@ def test_converted_epsilon_survives_load_and_orbax(tmp_path):
     wc.save_checkpoint(tmp_path / "ckpt", model.variables, model.spec)
     restored = vjx.load_model("i3d", checkpoint=tmp_path / "ckpt")
     assert restored.spec == model.spec and restored.module.batch_norm_epsilon == 1e-5
+    _, twin = twin_models("i3d", layout="kinetics_i3d_pytorch")       # what parity/benchmark scripts build
+    assert twin.spec.batch_norm_epsilon == 1e-5
 
 
 def test_conversion_refuses_the_other_definition():

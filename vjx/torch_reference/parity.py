@@ -73,11 +73,12 @@ def twin_models(name: str, *, layout: str | None = None, seed: int = 0):
     from vjx.model import Model
     from vjx.models.registry import get_spec
     from vjx.torch_reference import build_torch_model
-    from weight_conversion import convert_state_dict
+    from weight_conversion import checkpoint_spec, convert_state_dict
 
-    spec = get_spec(name)
-    torch_model = randomize_torch_model(build_torch_model(spec.name, layout=layout), seed=seed)
-    return torch_model, Model(spec.make_module(), convert_state_dict(state_dict_numpy(torch_model), spec), spec)
+    torch_model = randomize_torch_model(build_torch_model(get_spec(name).name, layout=layout), seed=seed)
+    state = state_dict_numpy(torch_model)
+    spec = checkpoint_spec(state, get_spec(name))             # the layout's network (I3D: its BatchNorm epsilon)
+    return torch_model, Model(spec.make_module(), convert_state_dict(state, spec), spec)
 
 
 @functools.partial(jax.jit, static_argnums=0)
