@@ -12,7 +12,8 @@ name.
     result = method.function(model, x, targets, config, key=jax.random.key(0))
     explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
 
-The names are the original toolkit's ``--vis_method`` values.
+The names are the original toolkit's ``--vis_method`` values, plus ``3d_ep_smooth`` (the paper's
+Table 4 baseline, which the original's command line does not offer).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from vjx import attribution
+from vjx.attribution.extremal import SCHEDULES
 from vjx.errors import ArgumentError
 from vjx.models.registry import ModelSpec
 
@@ -55,7 +57,7 @@ class Method:
       function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
         vjx.attribution.
       make_config: ``(request, spec) -> config``: the function's config for a request (any object
-        with ``areas``, ``num_iter`` and ``polarity``) and a model spec.
+        with ``areas``, ``schedule``, ``num_iter`` (None: the schedule's) and ``polarity``) and a model spec.
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
     """
 
@@ -111,8 +113,10 @@ def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
 
 
 def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
-    return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), num_iter=int(request.num_iter),
-                                      sigma=spec.ep_sigma)
+    schedule = SCHEDULES[request.schedule]
+    num_iter = schedule.num_iter if request.num_iter is None else int(request.num_iter)
+    return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), schedule=request.schedule,
+                                      num_iter=num_iter, sigma=spec.ep_sigma)
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -124,6 +128,8 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("2d_ep", attribution.ep2d, _extremal_config, extremal=True),
     Method("3d_ep", attribution.ep3d, _extremal_config, extremal=True),
     Method("step", attribution.step, _extremal_config, extremal=True),
+    # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
+    Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config, extremal=True),
 )}
 
 

@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from vjx.attribution.display import POLARITIES
-from vjx.attribution.extremal import DEFAULT_AREAS
+from vjx.attribution.extremal import DEFAULT_AREAS, SCHEDULES
 from vjx.errors import ArgumentError
 from vjx.model import PRETRAINED, Model
 from vjx.model import load_model as load_registry_model
@@ -45,7 +45,9 @@ class Request:
       dataset: ``kinetics``, ``epic-kitchens-noun`` or ``epic-kitchens-verb`` (the head's label set).
       method: a name of :data:`vjx.pipeline.methods.METHODS` (the original's ``--vis_method`` values).
       areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one compiled call.
-      num_iter: optimisation steps (extremal methods).
+      schedule: how extremal methods optimise: a name of ``vjx.attribution.extremal.SCHEDULES``
+        (``"original"``: the original toolkit's SGD, 2000 iterations).
+      num_iter: optimisation steps (extremal methods); None: the schedule's.
       polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
         attribution is shown. ``both`` (``|g|``) is the library's default, the CLI's and the
         original code's (its README says ``positive``).
@@ -64,7 +66,8 @@ class Request:
     dataset: str = "kinetics"
     method: str = "step"
     areas: tuple[float, ...] = DEFAULT_AREAS
-    num_iter: int = 2000
+    schedule: str = "original"
+    num_iter: int | None = None
     polarity: str = "both"
     target: str = "label"
     checkpoint: str | None = None
@@ -144,7 +147,7 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
       model: a model already loaded (a test's tiny model, or one shared by several runs): its spec
         and weights replace the request's ``model``, ``dataset`` and ``checkpoint``.
     Raises:
-      ArgumentError: an unknown model, method, dataset, polarity or dtype; a dataset the model has no
+      ArgumentError: an unknown model, method, dataset, polarity, dtype or schedule; a dataset the model has no
         head for; an area outside (0, 1); a non-positive iteration count or batch size; no videos;
         a checkpoint that does not exist.
     """
@@ -162,7 +165,9 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
             spec = spec.with_label_set(label_set)
         weights = _choose_weights(request, spec)
     check_areas(request.areas)
-    _check_positive("num_iter", request.num_iter)
+    _check_choice("schedule", request.schedule, SCHEDULES)
+    if request.num_iter is not None:
+        _check_positive("num_iter", request.num_iter)
     _check_positive("batch_size", request.batch_size)
     _check_choice("polarity", request.polarity, POLARITIES)
     _check_choice("dtype", request.dtype, DTYPES)
