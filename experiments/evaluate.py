@@ -64,8 +64,8 @@ _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator 
 _MERGE_ONLY = flags.DEFINE_bool("merge_only", False, "Compute nothing: rebuild the rows and the table from the "
                                 "finished rows.")
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT, _AREAS, _SCHEDULE,
-              _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR, _SEED, _BATCH, _DTYPE, _NO_GPU,
-              _MERGE_ONLY, *_processes.ALL_FLAGS)
+              _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR, _SEED, _BATCH, _DTYPE,
+              _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 FLAG_NAMES = {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES, "videos": "--videos_dir/--videos", "method": "--methods",
               "methods": "--methods", "pairs": "--temporal_pairs", "annotations": "--annotations",
               "curve_steps": "--curve_steps", "tolerance": "--tolerance", "input_size": "--input_size"}

@@ -59,7 +59,8 @@ def main(argv: list[str]) -> None:
     request = pipeline.Request(
         videos=tuple(data.list_videos(_VIDEOS_DIR.value)), model=_MODEL.value, dataset=_DATASET.value,
         method=_METHOD.value, areas=_cli.parse_areas(_AREAS.value), schedule=_SCHEDULE.value,
-        num_iter=_NUM_ITER.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, target=_TARGET.value, seed=_SEED.value,
+        num_iter=_NUM_ITER.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, target=_TARGET.value,
+        seed=_SEED.value,
         batch_size=_BATCH.value or len(jax.local_devices()), dtype=_DTYPE.value,
         flags={holder.name: holder.value for holder in _ALL_FLAGS})
     rows = sweep.run(request, merge_only=_MERGE_ONLY.value)

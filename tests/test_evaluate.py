@@ -74,7 +74,8 @@ def test_rows_cover_every_method_case_and_area(evaluated):
     by = {(r["method"], r["case"], r["area"]): r for r in result.rows}
     for method in METHODS:
         # The annotated clip: the pointing games; the other clips: no ground truth, no pointing.
-        assert "spatial_pointing" in by[method, "class_1-a", 0.1] and "temporal_pointing" in by[method, "class_1-a", 0.1]
+        annotated = by[method, "class_1-a", 0.1]
+        assert "spatial_pointing" in annotated and "temporal_pointing" in annotated
         assert "spatial_pointing" not in by[method, "class_1-b", 0.1]
         for name in names[3:]:                                  # joined pairs: the temporal game only
             row = by[method, name, 0.1]

@@ -43,9 +43,10 @@ from vjx.attribution.extremal import default_sigma
 from vjx.errors import ArgumentError
 from vjx.model import Model
 from vjx.models.registry import ModelSpec
-from vjx.pipeline import methods, processes, report, table
+from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
+from vjx.pipeline.methods import METHODS
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
 from vjx.pipeline.scores import score_batch
@@ -73,7 +74,7 @@ class Evaluation:
     """
 
     request: Request
-    methods: tuple[str, ...] = tuple(methods.METHODS)
+    methods: tuple[str, ...] = tuple(METHODS)
     pairs: tuple[str, ...] = ()
     annotations: str | None = None
     curve_steps: int = 20
@@ -123,13 +124,14 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
         return out / "rows" / file_stem(method) / f"{file_stem(case.name)}.json"
 
     mine = processes.share(cases)
-    todo = {m: [] if merge_only else [c for c in mine if finished_rows(rows_file(m, c), prints[m], out) is None]
-            for m in evaluation.methods}
-    count = sum(map(len, todo.values()))
+    unfinished = {m: [c for c in mine if finished_rows(rows_file(m, c), prints[m], out) is None]
+                  for m in evaluation.methods}
+    todo = {m: [] if merge_only else cases_left for m, cases_left in unfinished.items()}
+    count, left = sum(map(len, todo.values())), sum(map(len, unfinished.values()))
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
     print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
-          f"{len(mine) * len(evaluation.methods) - count} already done", flush=True)
+          f"{len(mine) * len(evaluation.methods) - left} already done", flush=True)
     with OutputWriter(out) as top:
         if count:
             _compute(evaluation, resolved, spec, todo, prints, rows_file, model, top)
@@ -164,9 +166,10 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
                 annotations_digest: str | None) -> dict[str, Any]:
     """What must match for a method's finished rows to be reused by a rerun (``spec``: the one run)."""
     request = resolved.request
-    settings = {"model": spec.name, "input_size": spec.crop, "dataset": request.dataset, "checkpoint": request.checkpoint,
-                "method": request.method, "areas": list(request.areas), "seed": request.seed, "dtype": request.dtype,
-                "target": request.target, "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
+    settings = {"model": spec.name, "input_size": spec.crop, "dataset": request.dataset,
+                "checkpoint": request.checkpoint, "method": request.method, "areas": list(request.areas),
+                "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
+                "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:
         settings.update(schedule=request.schedule, num_iter=resolved.config.num_iter)

@@ -95,13 +95,13 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
         return finished_rows(out / "videos" / f"{stems[path]}.json", expected, out)
 
     mine = processes.share(request.videos)
-    done = {path: finished(path) for path in mine}
-    todo = [] if merge_only else [path for path, rows in done.items() if rows is None]
+    unfinished = [path for path in mine if finished(path) is None]
+    todo = [] if merge_only else unfinished
     sharding = batch_sharding(devices)
     num_devices = sharding.mesh.size
     batch_size = -(-request.batch_size // num_devices) * num_devices
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
-    print(f"sweep: {who}{len(mine)} videos ({len(mine) - len(todo)} already done), {len(request.areas)} areas, "
+    print(f"sweep: {who}{len(mine)} videos ({len(mine) - len(unfinished)} already done), {len(request.areas)} areas, "
           f"batches of {batch_size} over {num_devices} device(s)", flush=True)
     with OutputWriter(out) as top:
         if todo:
