@@ -1,17 +1,24 @@
 """vjx's extremal perturbation against the original-style torch loop on the same workload.
 
-    python -m experiments.benchmark                                   # r2plus1d, STEP, 2 areas, 5 iterations
-    python -m experiments.benchmark --arch i3d --method 3d_ep --perturb_area 0.05,0.1 --num_iter 20 --json b.json
+    python -m experiments.benchmark                                   # r2plus1d, STEP, six areas, 3 iterations
+    python -m experiments.benchmark --arch i3d --method 3d_ep --num_iter 3 --json b.json
+    python -m experiments.benchmark --arch i3d --cost_only            # XLA's FLOPs/bytes/memory, no timing
 
-The torch side is the reference loop of vjx.torch_reference.perturbation (the original's: one video,
-areas one after another, eager PyTorch); vjx runs every area in one compiled call. Both get the same
-random weights (torch -> converter -> Flax), the same clip and the same target. Reported: the vjx
-first call (compile + run), the vjx steady-state call, the torch run, each per iteration (all areas),
-and the ratio. On a GPU machine the torch side uses CUDA when available.
+The torch side is the reference loop of vjx.torch_reference.perturbation: the original's algorithm,
+one video, areas one after another, eager PyTorch, gradients for the masks only (the original
+freezes the model's parameters). Both sides get the same random weights (torch -> converter -> Flax),
+the same clip and the same target. Reported per iteration over all areas: vjx (the median of its
+iterations, from its progress reports; on CPU every iteration is its own compiled call), torch
+(its run divided by the iterations), their ratio, and vjx's first call (compilation included).
+
+``--cost`` adds XLA's compiled cost and memory analyses of one iteration with every area vmapped
+(the accelerator form): FLOPs and bytes accessed, split into the model's forward+backward and the
+mask machinery (the same iteration with a model that costs nothing), and the peak memory.
 """
 from __future__ import annotations
 
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -21,17 +28,63 @@ from experiments import _cli
 
 _ARCH = flags.DEFINE_string("arch", "r2plus1d", "i3d, r2plus1d, r3d, mc3 or tsm.")
 _METHOD = flags.DEFINE_string("method", "step", "2d_ep, 3d_ep or step.")
-_AREAS = flags.DEFINE_list("perturb_area", ["0.05", "0.1"], "Area ratios in (0, 1).")
-_NUM_ITER = flags.DEFINE_integer("num_iter", 5, "Iterations per area.")
+_AREAS = flags.DEFINE_list("perturb_area", ["0.01", "0.02", "0.05", "0.1", "0.15", "0.2"], "Area ratios in (0, 1).")
+_NUM_ITER = flags.DEFINE_integer("num_iter", 3, "Iterations per area.")
 _VIDEO = flags.DEFINE_string("video", None, "Clip to explain (default: the bundled Big Buck Bunny clip).")
 _SKIP_TORCH = flags.DEFINE_bool("skip_torch", False, "Time vjx only.")
+_COST = flags.DEFINE_bool("cost", False, "Also report XLA's cost and memory analyses of one all-areas iteration.")
+_COST_ONLY = flags.DEFINE_bool("cost_only", False, "Only the cost and memory analyses (nothing is run).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 
 _TORCH_METHOD = {"2d_ep": "2d", "3d_ep": "3d", "step": "step"}
 
 
+def _free_model(variables, video):
+    """A 'model' whose forward and backward cost nothing: logits from the clip's mean."""
+    import jax.numpy as jnp
+    m = video.mean(axis=(1, 2, 3, 4))
+    return jnp.stack([m, -m], axis=-1)
+
+
+def cost_analysis(method, model, x, targets, config) -> dict:
+    """FLOPs / bytes of one iteration of every area vmapped, model vs mask machinery, and peak memory."""
+    import dataclasses
+
+    from vjx.attribution.perturbation import config as config_module
+    from vjx.attribution.perturbation import loop
+
+    name = method.function.__name__
+    resolved, geometry = config_module.resolve(name, dataclasses.replace(config, area_batch=len(config.areas)),
+                                               *x.shape[1:4], model.spec.ep_sigma)
+    problem = loop.Problem.of(name, geometry, resolved)
+
+    def compiled(apply_fn, variables):
+        return loop.compile_iteration(apply_fn, problem, resolved.areas, variables, x, targets)
+
+    def numbers(executable) -> dict:
+        cost = executable.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        memory = executable.memory_analysis()
+        return {"flops": float(cost.get("flops", 0.0)), "transcendentals": float(cost.get("transcendentals", 0.0)),
+                "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+                "peak_bytes": float(memory.temp_size_in_bytes + memory.argument_size_in_bytes
+                                    + memory.output_size_in_bytes - memory.alias_size_in_bytes)}
+
+    whole = numbers(compiled(model.apply_fn, model.variables))
+    machinery = numbers(compiled(_free_model, {}))
+    return {"iteration_flops": whole["flops"], "mask_machinery_flops": machinery["flops"],
+            "model_flops": whole["flops"] - machinery["flops"],
+            "machinery_to_model_flops": machinery["flops"] / max(whole["flops"] - machinery["flops"], 1.0),
+            "iteration_transcendentals": whole["transcendentals"],
+            "mask_machinery_transcendentals": machinery["transcendentals"],
+            "iteration_bytes": whole["bytes_accessed"], "mask_machinery_bytes": machinery["bytes_accessed"],
+            "machinery_to_model_bytes": machinery["bytes_accessed"]
+            / max(whole["bytes_accessed"] - machinery["bytes_accessed"], 1.0),
+            "peak_memory_gib": whole["peak_bytes"] / 2 ** 30}
+
+
 def run() -> dict:
-    """Times both implementations; returns the measurements in seconds."""
+    """Times both implementations (and/or analyses the compiled iteration); returns the measurements."""
     import jax
     import torch
 
@@ -49,8 +102,8 @@ def run() -> dict:
     if not method.extremal:
         raise ArgumentError("method", f"{_METHOD.value!r} is not an extremal method; choose one of "
                             f"{', '.join(methods.extremal_names())}")
-    if _NUM_ITER.value < 1:
-        raise VjxError(f"--num_iter must be at least 1, got {_NUM_ITER.value}")
+    if _NUM_ITER.value < 2:
+        raise VjxError(f"--num_iter must be at least 2 (the first iteration is not timed), got {_NUM_ITER.value}")
     areas = check_areas(_cli.parse_areas(_AREAS.value))
     spec = get_spec(_ARCH.value)
     video = data.read_video(_VIDEO.value or data.sample_video_path())
@@ -58,22 +111,29 @@ def run() -> dict:
     torch_model, model = twin_models(spec.name)
     target = int(np.argmax(np.asarray(model(x))))
     config = ExtremalConfig(areas=areas, num_iter=_NUM_ITER.value, sigma=spec.ep_sigma)
-    fn = method.function
     targets = np.array([target], np.int32)
-
-    def vjx_call() -> float:
-        start = time.perf_counter()
-        jax.block_until_ready(fn(model, x, targets, config).masks)
-        return time.perf_counter() - start
-
-    first_s = vjx_call()
-    vjx_s = vjx_call()
     n = _NUM_ITER.value
     result = {"arch": spec.name, "method": _METHOD.value, "areas": list(areas), "num_iter": n,
-              "input": "x".join(map(str, x.shape)), "vjx_first_call_s": first_s, "vjx_s": vjx_s,
-              "vjx_per_iter_ms": 1e3 * vjx_s / n, "device": str(jax.devices()[0]),
+              "input": "x".join(map(str, x.shape)), "device": str(jax.devices()[0]),
               "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
               "torch": torch.__version__}
+    if _COST.value or _COST_ONLY.value:
+        result.update(cost_analysis(method, model, x, targets, config))
+    if _COST_ONLY.value:
+        return result
+
+    stamps: list[float] = []
+    start = time.perf_counter()
+    jax.block_until_ready(method.function(model, x, targets, config,
+                                          progress=lambda done, total: stamps.append(time.perf_counter())).masks)
+    first_s = time.perf_counter() - start
+    stamps.clear()
+    start = time.perf_counter()
+    jax.block_until_ready(method.function(model, x, targets, config,
+                                          progress=lambda done, total: stamps.append(time.perf_counter())).masks)
+    vjx_s = time.perf_counter() - start
+    iteration_s = statistics.median(np.diff(stamps)) if len(stamps) > 2 else (stamps[-1] - start) / n
+    result.update(vjx_first_call_s=first_s, vjx_s=vjx_s, vjx_per_iter_ms=1e3 * iteration_s)
     if not _SKIP_TORCH.value:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         torch.backends.cudnn.allow_tf32 = False
@@ -87,8 +147,8 @@ def run() -> dict:
             torch.cuda.synchronize()
         torch_s = time.perf_counter() - start
         result.update(torch_s=torch_s, torch_per_iter_ms=1e3 * torch_s / n, torch_device=device,
-                      torch_threads=torch.get_num_threads(), speedup=torch_s / vjx_s,
-                      speedup_with_compile=torch_s / first_s)
+                      torch_threads=torch.get_num_threads(), speedup=torch_s / n / iteration_s,
+                      speedup_end_to_end=torch_s / first_s)
     return result
 
 
@@ -97,12 +157,22 @@ def main(argv: list[str]) -> None:
     result = run()
     print(f"{result['arch']} {result['method']} {len(result['areas'])} areas x {result['num_iter']} iterations, "
           f"input {result['input']} on {result['device']}")
-    print(f"  vjx   first call {result['vjx_first_call_s']:8.2f} s   steady {result['vjx_s']:8.2f} s   "
-          f"{result['vjx_per_iter_ms']:9.1f} ms/iteration (all areas)")
+    if "iteration_flops" in result:
+        print(f"  one iteration, all areas vmapped: {result['iteration_flops'] / 1e9:.1f} GFLOP "
+              f"(model {result['model_flops'] / 1e9:.1f}, mask machinery {result['mask_machinery_flops'] / 1e9:.1f} = "
+              f"{100 * result['machinery_to_model_flops']:.1f}% of the model; "
+              f"{result['iteration_transcendentals'] / 1e6:.0f} M transcendentals, "
+              f"{result['mask_machinery_transcendentals'] / 1e6:.0f} M of them the machinery's), "
+              f"{result['iteration_bytes'] / 1e9:.1f} GB "
+              f"accessed (machinery {100 * result['machinery_to_model_bytes']:.1f}% of the model's), "
+              f"peak memory {result['peak_memory_gib']:.1f} GiB")
+    if "vjx_s" in result:
+        print(f"  vjx   {result['vjx_per_iter_ms']:9.1f} ms/iteration (all areas; first call with compilation "
+              f"{result['vjx_first_call_s']:.1f} s, second call {result['vjx_s']:.1f} s)")
     if "torch_s" in result:
-        print(f"  torch reference  {result['torch_s']:8.2f} s   {result['torch_per_iter_ms']:9.1f} ms/iteration "
-              f"(areas one after another)   speedup {result['speedup']:.2f}x "
-              f"({result['speedup_with_compile']:.2f}x counting compilation)")
+        print(f"  torch {result['torch_per_iter_ms']:9.1f} ms/iteration (areas one after another)   "
+              f"vjx speed / torch speed {result['speedup']:.2f}x ({result['speedup_end_to_end']:.2f}x end to end "
+              f"with compilation)")
     if _JSON.value:
         from vjx.pipeline.files import write_json
         write_json(_JSON.value, result)

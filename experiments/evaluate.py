@@ -27,11 +27,6 @@ from absl import flags
 from experiments import _cli, _processes
 
 
-def _default_schedule() -> str:
-    from vjx.attribution.extremal import SCHEDULES
-    return "fast" if "fast" in SCHEDULES else "original"
-
-
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of real clips (frame folders and/or video files).")
 _VIDEOS = flags.DEFINE_list("videos", [], "More real clips (video files or frame folders), comma separated.")
 _PAIRS = flags.DEFINE_string("temporal_pairs", None, "Folder of labelled clips (label = name up to its first "
@@ -46,8 +41,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (d
                                   "random weights otherwise).")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.1"], "Areas in (0, 1): extremal methods optimise each, every "
                            "map is scored at each (hard-mask preservation).")
-_SCHEDULE = flags.DEFINE_string("schedule", None, "Optimisation schedule of the extremal methods (default: "
-                                "fast if vjx has it, else original).")
+_SCHEDULE = flags.DEFINE_string("schedule", None, "Optimisation schedule of the extremal methods, a name of "
+                                "vjx.attribution.extremal.SCHEDULES (default: the library's DEFAULT_SCHEDULE).")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Extremal iterations (default: the schedule's).")
 _POLARITY = flags.DEFINE_string("polarity", "both", "Gradient sign scored: both (|g|), positive or negative.")
 _INPUT_SIZE = flags.DEFINE_integer("input_size", None, "Square input crops of this many pixels instead of the "
@@ -83,10 +78,10 @@ def main(argv: list[str]) -> None:
 
     clips = tuple(data.list_videos(_VIDEOS_DIR.value)) if _VIDEOS_DIR.value else ()
     pairs = tuple(data.list_videos(_PAIRS.value)) if _PAIRS.value else ()
-    schedule = _SCHEDULE.value or _default_schedule()
     request = pipeline.Request(
         videos=clips + tuple(_VIDEOS.value), model=_MODEL.value, dataset=_DATASET.value,
-        areas=_cli.parse_areas(_AREAS.value), schedule=schedule, num_iter=_NUM_ITER.value, polarity=_POLARITY.value,
+        areas=_cli.parse_areas(_AREAS.value), **({"schedule": _SCHEDULE.value} if _SCHEDULE.value else {}),
+        num_iter=_NUM_ITER.value, polarity=_POLARITY.value,
         target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(

@@ -22,7 +22,9 @@ from vjx.data import sample_indices
 from vjx.errors import ArgumentError, VjxError
 from vjx.pipeline import cases, evaluate, processes, sweep, table
 from vjx.pipeline.annotations import Truth, VideoShape, model_truth, read_annotations
+from vjx.pipeline.methods import Explanation
 from vjx.pipeline.runner import Runner
+from vjx.pipeline.scores import score_batch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 AREAS = (0.1, 0.3)
@@ -80,7 +82,7 @@ def test_rows_cover_every_method_case_and_area(evaluated):
         for name in names[3:]:                                  # joined pairs: the temporal game only
             row = by[method, name, 0.1]
             assert row["kind"] == "pair" and row["temporal_pointing"] in (0.0, 1.0)
-            assert "deletion_auc" not in row and "preserved_hard" not in row
+            assert "deletion_auc" not in row and 0 <= row["hard_preserved_probability"] <= 1
             assert row["target"] == (1 if row["label"] == "class_1" else 2)
         for name in names[:3]:
             row = by[method, name, 0.3]
@@ -89,6 +91,10 @@ def test_rows_cover_every_method_case_and_area(evaluated):
         assert by["grad", name, 0.1]["target"] == by["grad", name, 0.3]["target"]
     assert by["3d_ep", "class_1-a", 0.1]["mask_area"] != by["3d_ep", "class_1-a", 0.3]["mask_area"]
     assert "mask_area" not in by["grad", "class_1-a", 0.1]
+    for name in names:                   # the extremal method's own per-area numbers, its hard mask's included
+        row = by["3d_ep", name, 0.3]
+        assert row["converged"] in (0.0, 1.0) and 0 <= row["undecided"] <= 1
+        assert 0 <= row["hard_preserved_probability"] <= 1 and 0 <= row["preserved_probability"] <= 1
     # The planted evidence is the annotated box in the annotated frames: gradients find both.
     for method in ("grad", "grad_cam"):
         assert by[method, "class_1-a", 0.1]["spatial_pointing"] == 1.0
@@ -96,7 +102,7 @@ def test_rows_cover_every_method_case_and_area(evaluated):
         one, other = by[method, "class_1-a", 0.1], by[method, "class_1-a", 0.3]
         assert one["deletion_auc"] == other["deletion_auc"]          # one map, scored at both areas
         # The top 10% of the voxels hold the whole evidence (7%): the class stays as probable.
-        assert one["preserved_hard"] == pytest.approx(one["target_probability"], rel=1e-5)
+        assert one["hard_preserved_probability"] == pytest.approx(one["target_probability"], rel=1e-5)
 
 
 def test_scores_are_the_metrics_of_the_unclipped_maps(planted, clips, evaluated):
@@ -108,8 +114,22 @@ def test_scores_are_the_metrics_of_the_unclipped_maps(planted, clips, evaluated)
     hard = metrics.hard_masks(maps, 0.1)
     kept = metrics.preserved_probability(planted, x[None], np.array([TARGET]), hard)
     np.testing.assert_allclose(row["deletion_auc"], float(deletion.auc[0]), rtol=1e-5)
-    np.testing.assert_allclose(row["preserved_hard"], float(kept[0]), rtol=1e-5)
+    np.testing.assert_allclose(row["hard_preserved_probability"], float(kept[0]), rtol=1e-5)
     np.testing.assert_allclose(row["target_probability"], float(deletion.probabilities[0, 0]), rtol=1e-5)
+
+
+def test_extremal_masks_keep_their_own_hard_mask_probability(planted, clips, monkeypatch):
+    """An extremal method reports its hard mask's probability (loop.hard_masks): scoring does not redo it."""
+    case = cases.clip_cases(clips[:1], PLANTED_SPEC)[0]
+    _, x = cases.load(case, PLANTED_SPEC)
+    masks = np.random.default_rng(0).random((2, 8, 32, 32), dtype=np.float32)
+    explanation = Explanation(maps=masks, row_names=("area 0.1", "area 0.3"))
+    calls = []
+    monkeypatch.setattr(metrics, "preserved_probability", lambda *a, **k: calls.append(1))
+    scores = score_batch(planted.apply_fn, planted.variables, x[None], np.array([TARGET]), [case], [explanation],
+                         AREAS, extremal=True, curve_steps=2)
+    assert not calls and all("hard_preserved_probability" not in area for area in scores[0])
+    assert scores[0][0]["deletion_auc"] != scores[0][1]["deletion_auc"]          # area j is scored on row j
 
 
 def test_the_table_is_mean_and_std_over_cases(evaluated):
@@ -120,7 +140,7 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     assert [(line["method"], line["area"]) for line in result.table] == [(m, a) for m in METHODS for a in AREAS]
     for line in result.table:
         members = [r for r in result.rows if (r["method"], r["area"]) == (line["method"], line["area"])]
-        for name in ("deletion_auc", "temporal_pointing", "preserved_hard"):
+        for name in ("deletion_auc", "temporal_pointing", "hard_preserved_probability"):
             values = [r[name] for r in members if name in r]
             assert line["metrics"][name] == pytest.approx({"mean": np.mean(values), "std": np.std(values),
                                                            "n": len(values)})

@@ -164,7 +164,8 @@ def test_a_request_is_resolved_once_into_what_the_run_reads():
     assert resolved.spec.num_classes == 125 and resolved.method is methods.get("3d_ep")
     assert resolved.config.areas == (0.1,) and resolved.config.num_iter == 7
     by_schedule = pipeline.resolve(pipeline.Request(videos=("v",), model="r3d", method="step"))
-    assert by_schedule.config.num_iter == attribution.extremal.SCHEDULES["original"].num_iter
+    assert by_schedule.config.schedule == attribution.extremal.DEFAULT_SCHEDULE
+    assert by_schedule.config.num_iter is None                  # the schedule's, filled in by the attribution
     assert resolved.config.sigma == resolved.spec.ep_sigma
     assert resolved.weights.source == "random" and resolved.weights.describe("x") == "random"
     i3d = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
@@ -182,7 +183,7 @@ def test_the_method_table_declares_every_method():
         assert method.name == name and callable(method.function)
         if method.extremal:
             assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
-            assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma and config.schedule == "original"
+            assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma and config.schedule == attribution.extremal.DEFAULT_SCHEDULE
             assert method.row_names(config) == ("area 0.1", "area 0.2")
         else:
             assert method.row_names(config) == (name,)

@@ -29,10 +29,10 @@ import jax.numpy as jnp
 from vjx.attribution import _common
 from vjx.attribution._stepping import Progress
 from vjx.attribution.perturbation import loop
-from vjx.attribution.perturbation.config import (DEFAULT_AREAS, SCHEDULES, ExtremalConfig, Schedule,
-                                                 default_sigma, resolve)
+from vjx.attribution.perturbation.config import (DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, ExtremalConfig,
+                                                 Schedule, default_sigma, resolve)
 
-__all__ = ["DEFAULT_AREAS", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores", "default_sigma",
+__all__ = ["DEFAULT_AREAS", "DEFAULT_SCHEDULE", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores", "default_sigma",
            "ep2d", "ep3d", "ep3d_temporal_smoothing", "extremal_area", "step"]
 
 # A mask counts as converged when its soft area is within this of the requested area and at most

@@ -4,7 +4,7 @@
     from vjx.pipeline import evaluate
     clips = tuple(vjx.data.list_videos("kinetics/sampled_frames"))
     evaluation = evaluate.Evaluation(
-        request=pipeline.Request(videos=clips, model="i3d", areas=(0.1,), schedule="fast", output_dir="eval"),
+        request=pipeline.Request(videos=clips, model="i3d", areas=(0.1,), output_dir="eval"),
         methods=("grad", "grad_cam", "step"), pairs=clips, annotations="truth.csv")
     result = evaluate.run(evaluation)
     result.table       # per method and area: {metric: {"mean", "std", "n"}} (vjx.pipeline.table)
@@ -60,7 +60,8 @@ class Evaluation:
 
     Attributes:
       request: the model, weights, ``areas`` (each map is scored at each; extremal methods optimise
-        them), ``schedule``/``num_iter``, the ``target`` rule for real clips, ``seed``, ``dtype``,
+        them), ``schedule``/``num_iter`` (default: ``vjx.attribution.extremal.DEFAULT_SCHEDULE`` and
+        its iterations), the ``target`` rule for real clips, ``seed``, ``dtype``,
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
       methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
@@ -172,7 +173,7 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:
-        settings.update(schedule=request.schedule, num_iter=resolved.config.num_iter)
+        settings.update(schedule=request.schedule, num_iter=request.num_iter)
     return settings
 
 

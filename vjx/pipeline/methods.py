@@ -23,7 +23,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from vjx import attribution
-from vjx.attribution.extremal import SCHEDULES
 from vjx.errors import ArgumentError
 from vjx.models.registry import ModelSpec
 
@@ -35,11 +34,15 @@ class Explanation:
     Attributes:
       maps: float32 ``R x T x H x W`` in [0, 1]: one row per area (extremal methods), else one row.
       row_names: ``R`` labels of the rows (``"area 0.05"``, or the method's name).
-      areas: extremal methods: one dict per area with ``area``, ``preserved_probability`` (target
-        probability with the mask preserving the video) and ``mask_area`` (the mask's mean); empty
-        for the other methods. These dicts are the per-area rows of ``summary.json`` and the sweep.
-      numbers: per-video numbers (extremal methods: ``extremal_area``, NaN where no area reaches
-        the bound); empty for the other methods.
+      areas: extremal methods: one dict per area: ``area``,
+        ``preserved_probability`` (target probability with the soft mask preserving the video),
+        ``hard_preserved_probability`` (with the hard mask: the top ``a`` of the mask kept, the rest
+        blurred), ``mask_area`` (the soft mask's area, on the padded mask the area loss counts),
+        ``undecided`` (fraction of mask values between 0.1 and 0.9) and ``converged`` (1 if the
+        mask area is within 0.02 of ``a`` and at most 10% of it is undecided, else 0); empty for
+        the other methods. These dicts are the per-area rows of ``summary.json`` and the sweep.
+      numbers: per-video numbers (extremal methods: ``extremal_area``, Eq. 3 on converged hard
+        masks, NaN where none reaches the bound); empty for the other methods.
     """
 
     maps: np.ndarray
@@ -57,7 +60,7 @@ class Method:
       function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
         vjx.attribution.
       make_config: ``(request, spec) -> config``: the function's config for a request (any object
-        with ``areas``, ``schedule``, ``num_iter`` (None: the schedule's) and ``polarity``) and a model spec.
+        with ``areas``, ``schedule``, ``num_iter`` and ``polarity``) and a model spec.
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
     """
 
@@ -78,22 +81,26 @@ class Method:
             maps = np.asarray(result.maps, np.float32)                        # B x T x H x W
             return [Explanation(maps=m[None], row_names=self.row_names(config)) for m in maps]
         masks = np.asarray(result.masks, np.float32)                          # B x A x T x H x W
-        preserved = np.asarray(result.probabilities, np.float64)              # B x A
-        mask_area = masks.mean(axis=(2, 3, 4), dtype=np.float64)              # B x A
+        columns = {"preserved_probability": result.probabilities, "hard_preserved_probability":
+                   result.hard_probabilities, "mask_area": result.mask_area, "undecided": result.undecided,
+                   "converged": result.converged}
+        columns = {name: np.asarray(values, np.float64) for name, values in columns.items()}      # B x A
         extremal_area = np.asarray(result.extremal_area, np.float64)          # B
         return [Explanation(
             maps=masks[i], row_names=self.row_names(config),
-            areas=tuple({"area": float(a), "preserved_probability": float(preserved[i, j]),
-                         "mask_area": float(mask_area[i, j])} for j, a in enumerate(config.areas)),
+            areas=tuple({"area": float(a), **{name: float(values[i, j]) for name, values in columns.items()}}
+                        for j, a in enumerate(config.areas)),
             numbers={"extremal_area": float(extremal_area[i])}) for i in range(len(masks))]
 
     def caption(self, explanation: Explanation) -> str:
-        """A line for the figure title: each area's preserved probability and the extremal area."""
+        """Lines for the figure title: each area's hard-mask probability and mask area, and Eq. 3."""
         if not self.extremal:
             return ""
-        kept = ", ".join(f"{row['area']:g}: {row['preserved_probability']:.2f}" for row in explanation.areas)
+        kept = ", ".join(f"{row['area']:g}: {row['hard_preserved_probability']:.2f} / {row['mask_area']:.3f}"
+                         + ("" if row["converged"] else " (not converged)") for row in explanation.areas)
         extremal = explanation.numbers["extremal_area"]
-        return f"preserved p per area  {kept}   extremal area: {'none' if np.isnan(extremal) else f'{extremal:g}'}"
+        return (f"area: target p kept by the hard mask / soft mask area   {kept}\n"
+                f"extremal area (smallest converged area keeping p): {'none' if np.isnan(extremal) else f'{extremal:g}'}")
 
 
 def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
@@ -113,10 +120,8 @@ def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
 
 
 def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
-    schedule = SCHEDULES[request.schedule]
-    num_iter = schedule.num_iter if request.num_iter is None else int(request.num_iter)
     return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), schedule=request.schedule,
-                                      num_iter=num_iter, sigma=spec.ep_sigma)
+                                      num_iter=request.num_iter, sigma=spec.ep_sigma)
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (

@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from vjx.attribution.display import POLARITIES
-from vjx.attribution.extremal import DEFAULT_AREAS, SCHEDULES
+from vjx.attribution.extremal import DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES
 from vjx.errors import ArgumentError
 from vjx.model import PRETRAINED, Model
 from vjx.model import load_model as load_registry_model
@@ -44,10 +44,10 @@ class Request:
       model: registry name or the original's short name (``i3d``, ``r2plus1d``, ``r3d``, ``mc3``, ``tsm``).
       dataset: ``kinetics``, ``epic-kitchens-noun`` or ``epic-kitchens-verb`` (the head's label set).
       method: a name of :data:`vjx.pipeline.methods.METHODS` (the original's ``--vis_method`` values).
-      areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one compiled call.
-      schedule: how extremal methods optimise: a name of ``vjx.attribution.extremal.SCHEDULES``
-        (``"original"``: the original toolkit's SGD, 2000 iterations).
-      num_iter: optimisation steps (extremal methods); None: the schedule's.
+      areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one call.
+      schedule: how extremal masks are optimised: a name of ``vjx.attribution.extremal.SCHEDULES``
+        (``"original"``: the original toolkit's SGD and 2000 iterations; ``"fast"``).
+      num_iter: optimisation steps (extremal methods); None = the schedule's own.
       polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
         attribution is shown. ``both`` (``|g|``) is the library's default, the CLI's and the
         original code's (its README says ``positive``).
@@ -66,7 +66,7 @@ class Request:
     dataset: str = "kinetics"
     method: str = "step"
     areas: tuple[float, ...] = DEFAULT_AREAS
-    schedule: str = "original"
+    schedule: str = DEFAULT_SCHEDULE
     num_iter: int | None = None
     polarity: str = "both"
     target: str = "label"
@@ -147,7 +147,7 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
       model: a model already loaded (a test's tiny model, or one shared by several runs): its spec
         and weights replace the request's ``model``, ``dataset`` and ``checkpoint``.
     Raises:
-      ArgumentError: an unknown model, method, dataset, polarity, dtype or schedule; a dataset the model has no
+      ArgumentError: an unknown model, method, dataset, schedule, polarity or dtype; a dataset the model has no
         head for; an area outside (0, 1); a non-positive iteration count or batch size; no videos;
         a checkpoint that does not exist.
     """

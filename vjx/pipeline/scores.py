@@ -1,7 +1,7 @@
 """The scores of one batch of explanations: every metric of :mod:`vjx.metrics` the cases allow.
 
     rows = score_batch(call, variables, x, targets, cases, explanations, areas, extremal=False)
-    rows[i][j]      # case i, area j: {"deletion_auc": ..., "insertion_auc": ..., "preserved_hard": ...}
+    rows[i][j]      # case i, area j: {"deletion_auc": ..., "insertion_auc": ..., ...}
 
 A method's map of a case is scored once per area: an extremal method's mask of that area, any other
 method's one map at every area. Which metrics a case gets depends on what it is:
@@ -11,10 +11,12 @@ method's one map at every area. Which metrics a case gets depends on what it is:
 - ``temporal_pointing`` (cases with a segment, every joined pair): 1 if the frame of largest total
   map falls inside the segment, else 0 (:func:`vjx.metrics.temporal_pointing_game`).
 - real clips only: ``deletion_auc`` (low = good) and ``insertion_auc`` (high = good) over
-  ``curve_steps`` steps with the blur baseline; ``target_probability`` (the unperturbed clip's);
-  ``preserved_hard``: the target probability when only the map's top ``a`` fraction of voxels is
-  kept (hard mask, :func:`vjx.metrics.hard_masks`) and the rest blurred as extremal perturbation
-  blurs it, a comparison of every method at the area an extremal method was asked for.
+  ``curve_steps`` steps with the blur baseline; ``target_probability`` (the unperturbed clip's).
+- every case, methods that are not extremal: ``hard_preserved_probability``, the target
+  probability when only the map's top ``a`` fraction of voxels is kept (hard mask,
+  :func:`vjx.metrics.hard_masks`) and the rest blurred as extremal perturbation blurs it. Extremal
+  methods already report this column for their own masks (:class:`vjx.pipeline.methods.Explanation`,
+  the same hard-mask rule, on the padded mask and per frame for 2D-EP); it is not computed twice.
 
 Maps must keep their ranking: a display clip (the gradient methods' percentile normalisation)
 would tie the top voxels and move every maximum to the first of them. The evaluation therefore
@@ -58,10 +60,6 @@ def score_batch(call, variables, x: np.ndarray, targets: np.ndarray, cases: Sequ
         for j, r in enumerate(row_of_area):
             rows[index][j][name] = float(by_row[r])
 
-    def put_by_area(index: int, name: str, by_area: np.ndarray) -> None:
-        for j in range(len(areas)):
-            rows[index][j][name] = float(by_area[j])
-
     clips = [i for i, case in enumerate(cases) if case.kind == "clip"]
     if clips:
         xs, ts = x[clips], targets[clips]
@@ -72,10 +70,13 @@ def score_batch(call, variables, x: np.ndarray, targets: np.ndarray, cases: Sequ
                 put(i, "deletion_auc", np.asarray(deletion.auc[k]))
                 put(i, "insertion_auc", np.asarray(insertion.auc[k]))
                 put(i, "target_probability", np.asarray(deletion.probabilities[k, :, 0]))
-        hard = metrics.hard_masks(maps[clips][:, row_of_area], np.asarray(areas, np.float32))
-        kept = np.asarray(metrics.preserved_probability(call, xs, ts, hard, variables=variables))   # B' x A
-        for k, i in enumerate(clips):
-            put_by_area(i, "preserved_hard", kept[k])
+
+    if not extremal:                          # extremal methods report their own masks' (see the docstring)
+        hard = metrics.hard_masks(maps[:, row_of_area], np.asarray(areas, np.float32))  # B x A x T x S x S
+        kept = np.asarray(metrics.preserved_probability(call, x, targets, hard, variables=variables))   # B x A
+        for i in range(len(cases)):
+            for j in range(len(areas)):
+                rows[i][j]["hard_preserved_probability"] = float(kept[i, j])
 
     boxed = [i for i, case in enumerate(cases) if case.truth is not None and case.truth.annotated.any()]
     if boxed:

@@ -21,7 +21,7 @@ from vjx.pipeline.files import csv_bytes
 IDENTITY = ("method", "area", "case", "kind", "label", "target", "target_name")
 # The comparison's metrics first, in this order; whether higher or lower is better.
 HEADLINE = {"spatial_pointing": "higher", "temporal_pointing": "higher", "deletion_auc": "lower",
-            "insertion_auc": "higher", "preserved_hard": "higher"}
+            "insertion_auc": "higher", "hard_preserved_probability": "higher"}
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

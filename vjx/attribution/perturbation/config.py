@@ -20,6 +20,7 @@ METHODS = ("ep2d", "ep3d", "step", "ep3d_temporal_smoothing")
 VARIANTS = ("preserve", "delete", "dual")
 PERTURBATIONS = ("blur", "fade")
 DEFAULT_AREAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2)
+DEFAULT_SCHEDULE = "original"
 # Table 4 of the paper compares 3D-EP with seeds smoothed over time by a normalised Gaussian for three
 # sigmas; our copy of the paper does not preserve the three values, so the default is 1 frame.
 DEFAULT_TEMPORAL_SIGMA = 1.0
@@ -99,7 +100,7 @@ class ExtremalConfig:
     """
 
     areas: tuple[float, ...] = DEFAULT_AREAS
-    schedule: str = "original"
+    schedule: str = DEFAULT_SCHEDULE
     num_iter: int | None = None
     variant: str = "preserve"
     perturbation: str = "blur"

@@ -294,3 +294,19 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
     history = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     return (evaluation(with_masks=True), history, _probability(variables, videos, targets, apply_fn=apply_fn),
             snapshots)
+
+
+def compile_iteration(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[float, ...], variables: Any,
+                      videos: jax.Array, targets: jax.Array):
+    """One iteration of every area at once (vmapped), compiled but not run: for XLA's cost and memory analyses.
+
+    Returns:
+      the compiled executable (``.cost_analysis()``, ``.memory_analysis()``).
+    """
+    config = problem.config
+    b, t = videos.shape[:2]
+    pyr = _pyramid(videos, num_levels=config.num_levels, max_blur=config.max_blur, kind=config.perturbation)
+    state = _init(jnp.ones((len(areas), b, t, *problem.geometry.seed_shape), jnp.float32), problem=problem)
+    per_area = area_targets(problem.method, areas, t, problem.geometry, jax.random.key(0))
+    return _advance.lower(state, per_area, variables, pyr, targets, apply_fn=apply_fn, problem=problem,
+                          length=1).compile()
