@@ -26,9 +26,9 @@ USAGE_ERROR = 2
 # Library argument (a vjx.pipeline.request.Request field) -> the flag that sets it in the original's CLI.
 FLAG_NAMES: dict[str, str] = {
     "videos": "--videos_dir", "model": "--model", "dataset": "--pretrain_dataset", "method": "--vis_method",
-    "areas": "--perturb_area", "schedule": "--schedule", "num_iter": "--num_iter", "polarity": "--polarity", "target": "--target",
-    "checkpoint": "--checkpoint", "output_dir": "--output_dir", "seed": "--seed", "batch_size": "--batch_size",
-    "dtype": "--dtype",
+    "areas": "--perturb_area", "schedule": "--schedule", "num_iter": "--num_iter", "input_size": "--input_size",
+    "polarity": "--polarity", "target": "--target", "checkpoint": "--checkpoint", "output_dir": "--output_dir",
+    "seed": "--seed", "batch_size": "--batch_size", "dtype": "--dtype",
 }
 
 

@@ -63,7 +63,7 @@ _ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _ANNOTATIONS, _METHODS, _MODEL, _DAT
               _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 FLAG_NAMES = {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES, "videos": "--videos_dir/--videos", "method": "--methods",
               "methods": "--methods", "pairs": "--temporal_pairs", "annotations": "--annotations",
-              "curve_steps": "--curve_steps", "tolerance": "--tolerance", "input_size": "--input_size"}
+              "curve_steps": "--curve_steps", "tolerance": "--tolerance"}
 
 
 def main(argv: list[str]) -> None:
@@ -81,13 +81,12 @@ def main(argv: list[str]) -> None:
     request = pipeline.Request(
         videos=clips + tuple(_VIDEOS.value), model=_MODEL.value, dataset=_DATASET.value,
         areas=_cli.parse_areas(_AREAS.value), **({"schedule": _SCHEDULE.value} if _SCHEDULE.value else {}),
-        num_iter=_NUM_ITER.value, polarity=_POLARITY.value,
+        num_iter=_NUM_ITER.value, input_size=_INPUT_SIZE.value, polarity=_POLARITY.value,
         target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
         request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs,
-        annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value,
-        input_size=_INPUT_SIZE.value)
+        annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value)
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():
         from vjx.pipeline import table

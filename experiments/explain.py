@@ -1,22 +1,22 @@
 """Explain what a video classifier looks at: the original toolkit's main.py, in vjx.
 
-    python -m experiments.explain                 # pretrained I3D, bundled clip, STEP (CPU: short run)
+    python -m experiments.explain                 # pretrained I3D, bundled clip, STEP (CPU: one area, 112 px)
     python -m experiments.explain --videos_dir ../shared/data/kinetics/sampled_frames \\
         --model r2plus1d --checkpoint r2plus1d_18-91a641e6.pth --vis_method step \\
-        --perturb_area 0.05,0.1 --num_iter 2000
+        --perturb_area 0.05,0.1 --schedule original
     python -m experiments.explain --video clip.mp4 --model i3d --vis_method integrated_grad
 
 Outputs go to --output_dir (default visual_res/<vis_method>/<model>/<save_label>): per video a PNG
 figure, one GIF per area (original | overlay) and an .npz of the maps; per run summary.json.
 
-CPU default: the full STEP run (2000 iterations x 6 areas of I3D at 224^2) takes hours on a laptop
-CPU. When JAX runs on CPU and --num_iter is not given, an extremal method runs
-CPU_NUM_ITER iterations (over all the default areas, as one compiled sweep) instead, and says so;
-the run fits in 10 minutes on a 2-core CPU. Pass --num_iter explicitly (or use a GPU) for converged
-masks.
+CPU demo: six areas of I3D at 224 px take about an hour on a 2-core CPU even with the fast schedule.
+When JAX runs on CPU and none of --perturb_area, --input_size and --num_iter is given, an extremal
+method explains one area (CPU_DEMO_AREAS) on 112 px frames (CPU_DEMO_INPUT_SIZE) and says so: a
+converged mask in a few minutes. Give any of those flags (or use a GPU) for the full run.
 """
 from __future__ import annotations
 
+import math
 import os
 
 from absl import flags
@@ -24,7 +24,8 @@ from absl import flags
 from experiments import _cli
 from vjx.errors import VjxError
 
-CPU_NUM_ITER = 6
+CPU_DEMO_AREAS = (0.1,)
+CPU_DEMO_INPUT_SIZE = 112
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders and/or video files "
                                   "(the label is each name up to its first '-').")
@@ -37,10 +38,13 @@ _METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrate
                               "grad_cam, 2d_ep, 3d_ep or step.")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
-_NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default 2000; on CPU "
-                                 f"{CPU_NUM_ITER} unless given).")
-_AREAS = flags.DEFINE_list("perturb_area", None, "Preserved-area ratio(s) in (0, 1), comma separated, all "
-                           "run as one compiled sweep (default 0.01,0.02,0.05,0.1,0.15,0.2).")
+_SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: fast (the library's "
+                                 "default: Adam, 200 iterations) or original (the original toolkit's SGD, 2000).")
+_NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default: the schedule's own).")
+_AREAS = flags.DEFINE_list("perturb_area", None, "Preserved-area ratio(s) in (0, 1), comma separated "
+                           "(default 0.01,0.02,0.05,0.1,0.15,0.2; the CPU demo: 0.1).")
+_INPUT_SIZE = flags.DEFINE_integer("input_size", None, "Side of the frames fed to the model (default: the "
+                                   "model's, 224 for I3D; the CPU demo: 112).")
 _POLARITY = flags.DEFINE_string("polarity", "both", "Gradient sign shown: both (|g|, the original code's "
                                 "default), positive or negative.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch .pth/.pt/.safetensors or a converted "
@@ -51,7 +55,8 @@ _TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folde
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Videos per compiled call.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
-_ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _NUM_ITER, _AREAS, _POLARITY,
+_ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _NUM_ITER, _AREAS,
+              _INPUT_SIZE, _POLARITY,
               _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
 
 
@@ -76,15 +81,18 @@ def main(argv: list[str]) -> None:
     from vjx import pipeline
     from vjx.pipeline import methods
 
-    areas = _cli.parse_areas(_AREAS.value)
-    num_iter = _NUM_ITER.value
-    if methods.get(_METHOD.value).extremal and jax.default_backend() == "cpu" and num_iter is None:
-        num_iter = CPU_NUM_ITER
-        print(f"Running on CPU: {_METHOD.value} defaults to {num_iter} iterations (the original's 2000 "
-              "need a GPU); the masks will not have converged. Pass --num_iter to override.", flush=True)
+    areas, input_size = _cli.parse_areas(_AREAS.value), _INPUT_SIZE.value
+    if (methods.get(_METHOD.value).extremal and jax.default_backend() == "cpu"
+            and areas is None and input_size is None and _NUM_ITER.value is None):
+        areas, input_size = CPU_DEMO_AREAS, CPU_DEMO_INPUT_SIZE
+        print(f"Running on CPU: {_METHOD.value} explains area {', '.join(map(str, areas))} on {input_size} px "
+              "frames to finish in minutes; give --perturb_area, --input_size or --num_iter for the full run.",
+              flush=True)
     flag_values = {holder.name: holder.value for holder in _ALL_FLAGS}
     output_dir = _OUTPUT_DIR.value or os.path.join("visual_res", _METHOD.value, _MODEL.value, _SAVE_LABEL.value)
-    given = {name: value for name, value in (("areas", areas), ("num_iter", num_iter)) if value is not None}
+    given = {name: value for name, value in (("areas", areas), ("input_size", input_size),
+                                             ("schedule", _SCHEDULE.value), ("num_iter", _NUM_ITER.value))
+             if value is not None}
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
         polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir,
@@ -92,10 +100,15 @@ def main(argv: list[str]) -> None:
     summary = pipeline.explain(request)
     for entry in summary["videos"]:
         line = f"{entry['video']}: target {entry['target_name']!r} ({entry['target_source']})"
-        if "areas" in entry:
-            line += ", preserved p " + ", ".join(f"{a['area']:g}: {a['preserved_probability']:.3f}"
-                                                 for a in entry["areas"])
         print(line)
+        for a in entry.get("areas", ()):
+            print(f"  area {a['area']:g}: target p kept by the hard mask {a['hard_preserved_probability']:.3f} "
+                  f"(soft mask {a['preserved_probability']:.3f}), soft mask area {a['mask_area']:.3f}, "
+                  f"undecided {a['undecided']:.1%}" + ("" if a["converged"] else "  NOT CONVERGED"))
+        if "extremal_area" in entry:
+            extremal = entry["extremal_area"]
+            print("  extremal area (smallest converged area whose hard mask keeps p): "
+                  + ("none" if extremal is None or math.isnan(extremal) else f"{extremal:g}"))
     print(f"Wrote {len(summary['videos'])} explanation(s) to {os.path.abspath(output_dir)} "
           f"(figures .png, animations .gif, maps .npz, summary.json) in {summary['timings_s']['total']:.1f} s")
 

@@ -21,7 +21,7 @@ from vjx import attribution, metrics, pipeline
 from vjx.data import sample_indices
 from vjx.errors import ArgumentError, VjxError
 from vjx.pipeline import cases, evaluate, processes, sweep, table
-from vjx.pipeline.annotations import Truth, VideoShape, model_truth, read_annotations
+from vjx.pipeline.annotations import Truth, VideoShape, model_truth
 from vjx.pipeline.methods import Explanation
 from vjx.pipeline.runner import Runner
 from vjx.pipeline.scores import score_batch
@@ -256,18 +256,12 @@ def test_a_bad_annotation_file_names_its_line_and_writes_nothing(case, planted, 
 
 @pytest.mark.parametrize("overrides, argument", [
     (dict(methods=()), "methods"), (dict(methods=("grad", "grad")), "methods"), (dict(methods=("lime",)), "method"),
-    (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"), (dict(input_size=4), "input_size"),
+    (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"),
 ])
 def test_bad_settings_name_their_argument(overrides, argument, planted, clips, tmp_path):
     with pytest.raises(ArgumentError) as caught:
         evaluate.run(evaluation(clips, tmp_path / "out", **overrides), model=planted)
     assert caught.value.argument == argument and not (tmp_path / "out").exists()
-
-
-def test_another_input_size_scales_the_spec():
-    spec = evaluate._sized(PLANTED_SPEC, 16)
-    assert (spec.crop, spec.resize, spec.ep_sigma) == (16, 16, 11.0)
-    assert evaluate._sized(PLANTED_SPEC, None) is PLANTED_SPEC
 
 
 def test_the_table_of_hand_rows():

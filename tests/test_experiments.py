@@ -150,6 +150,8 @@ BAD_EXPLAIN = {
     "unknown method": (["--vis_method", "lime"], "--vis_method 'lime'"),
     "area above 1": (["--perturb_area", "0.1,1.5"], "--perturb_area 1.5"),
     "area not a number": (["--perturb_area", "big"], "--perturb_area"),
+    "unknown schedule": (["--schedule", "slow"], "--schedule 'slow'"),
+    "zero iterations": (["--num_iter", "0"], "--num_iter must be at least 1"),
     "unknown flag": (["--areas", "0.1"], "areas"),
     "stray argument": (["oops"], "oops"),
 }
@@ -192,6 +194,7 @@ def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     assert "| grad | 0.1 |" in result.stdout and "6 rows in" in result.stdout
     stored = json.loads((out / "table.json").read_text())
     assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
+    assert stored["settings"]["grad"]["input_size"] == 32                  # r3d at 32 px, not its 112
     line = stored["table"][0]
     assert (line["method"], line["area"]) == ("grad", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
     assert line["metrics"]["spatial_pointing"]["n"] == 1 and line["metrics"]["deletion_auc"]["n"] == 2

@@ -11,6 +11,7 @@ from tests.planted import (BLOCK, PlantedEvidence, block_indicator, planted_appl
 from vjx.attribution import extremal
 from vjx.attribution.extremal import ExtremalConfig
 from vjx.attribution.perturbation import loop
+from vjx.attribution.perturbation.config import resolve
 from vjx.attribution.perturbation.mask import MaskGeometry
 from vjx.errors import VjxError
 
@@ -29,8 +30,8 @@ def _block_area(fraction: float) -> float:
 
 
 def _run(method, num_iter=80, areas=None, evaluate_at=(), **overrides):
-    config = ExtremalConfig(areas=areas or (_block_area(0.6),), num_iter=num_iter, seed_spacing=STEP, sigma=SIGMA,
-                            step_start=30, **overrides)
+    config = ExtremalConfig(areas=areas or (_block_area(0.6),), schedule="original", num_iter=num_iter,
+                            seed_spacing=STEP, sigma=SIGMA, step_start=30, **overrides)
     return getattr(extremal, method)(planted_apply, planted_video(1), np.array([1]), config,
                                      variables=planted_variables(GAIN), evaluate_at=evaluate_at)
 
@@ -60,7 +61,8 @@ def _big_apply(variables, video):
 def found():
     hp, wp = MaskGeometry(*BIG_SHAPE[1:], BIG_STEP, BIG_SIGMA).padded_shape
     area = 0.9 * BIG_INSIDE.sum() / (BIG_SHAPE[0] * hp * wp)          # 90% of the block's volume
-    config = ExtremalConfig(areas=(area,), num_iter=BIG_ITER, seed_spacing=BIG_STEP, sigma=BIG_SIGMA, reward_weight=1000.0)
+    config = ExtremalConfig(areas=(area,), schedule="original", num_iter=BIG_ITER, seed_spacing=BIG_STEP,
+                            sigma=BIG_SIGMA, reward_weight=1000.0)
     video = planted_video(1, BIG_SHAPE, BIG_BLOCK)
     return {m: getattr(extremal, m)(_big_apply, video, np.array([1]), config, variables=planted_variables(GAIN))
             for m in ("ep3d", "step")}
@@ -81,6 +83,40 @@ def test_finds_the_planted_block(found, method):
     assert float(r.probabilities[0, 0]) > 0.5
     assert r.history["reward"].shape == (1, 1, BIG_ITER)
     assert ("step_loss" in r.history) == (method == "step")
+
+
+@pytest.mark.parametrize("method", ["ep3d", "step"])
+def test_fast_schedule_beats_the_original_at_200_iterations(method):
+    """In the fast schedule's 200 iterations the mask reaches its area, is sharper than the original
+    schedule's after as many iterations, keeps the class as well, and still finds the block.
+    (Measured: area error <= 0.01, undecided 0.19 vs 0.24 (3D-EP) and 0.18 vs 0.23 (STEP); at 48 px
+    with sigma 3 the smooth edges alone leave more than 10% of the values undecided.)"""
+    hp, wp = MaskGeometry(*BIG_SHAPE[1:], BIG_STEP, BIG_SIGMA).padded_shape
+    area = 0.9 * BIG_INSIDE.sum() / (BIG_SHAPE[0] * hp * wp)
+    video = planted_video(1, BIG_SHAPE, BIG_BLOCK)
+    results = {schedule: getattr(extremal, method)(
+        _big_apply, video, np.array([1]), ExtremalConfig(areas=(area,), schedule=schedule, num_iter=200,
+                                                         seed_spacing=BIG_STEP, sigma=BIG_SIGMA, reward_weight=1000.0),
+        variables=planted_variables(GAIN)) for schedule in ("fast", "original")}
+    fast, original = results["fast"], results["original"]
+    assert abs(float(fast.mask_area[0, 0]) - area) <= 0.02
+    assert float(fast.undecided[0, 0]) < float(original.undecided[0, 0]) - 0.03
+    assert float(fast.hard_probabilities[0, 0]) >= float(original.hard_probabilities[0, 0]) - 0.02
+    masks = np.asarray(fast.masks[0, 0])
+    assert (masks * BIG_INSIDE).sum() / masks.sum() >= 0.8
+
+
+def test_schedules_fill_the_config_and_scale_with_length():
+    fast = extremal.SCHEDULES["fast"]
+    config, _ = resolve("ep3d", ExtremalConfig(schedule="fast"), 8, 32, 32)
+    assert (config.num_iter, config.optimizer, config.lr_decay) == (fast.num_iter, "adam", "cosine")
+    half, _ = resolve("step", ExtremalConfig(schedule="fast", num_iter=fast.num_iter // 2), 8, 32, 32)
+    assert half.area_growth ** half.num_iter == pytest.approx(fast.step_area_growth ** fast.num_iter)
+    assert half.step_start == round(fast.step_start / 2)
+    original, _ = resolve("ep3d", ExtremalConfig(schedule="original", num_iter=100), 8, 32, 32)
+    assert (original.optimizer, original.learning_rate, original.area_growth) == ("sgd", 0.05, 1.0)
+    step, _ = resolve("step", ExtremalConfig(schedule="original", num_iter=100), 8, 32, 32)
+    assert (step.step_start, step.area_growth) == (101, extremal.SCHEDULES["original"].step_area_growth)
 
 
 def test_3d_ep_leaves_the_frames_without_evidence_empty(found):
@@ -163,6 +199,8 @@ def test_unconverged_masks_have_no_extremal_area():
     (dict(variant="keep"), "variant"),
     (dict(perturbation="noise"), "perturbation"),
     (dict(num_iter=0), "num_iter"),
+    (dict(schedule="slow"), "schedule"),
+    (dict(learning_rate=0.0), "learning_rate"),
     (dict(sigma=1.0), "too small"),
 ])
 def test_bad_config_is_a_vjx_error(change, match):

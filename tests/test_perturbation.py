@@ -196,7 +196,7 @@ def _linear_model(rng):
 
 def _optimize(method, areas, num_iter, geometry_sigma, init, step_start=10, **overrides):
     """vjx's loop on the linear model from the given seeds ``A x T x h x w``: (evaluation, history)."""
-    config, geometry = resolve(method, ExtremalConfig(areas=areas, num_iter=num_iter, sigma=geometry_sigma,
+    config, geometry = resolve(method, ExtremalConfig(areas=areas, schedule="original", num_iter=num_iter, sigma=geometry_sigma,
                                                       step_start=step_start, **overrides), T, S, S)
     evaluation, history, _, _ = loop.optimize(_LINEAR_APPLY, loop.Problem.of(method, geometry, config), areas,
                                            _LINEAR_VARIABLES, jnp.asarray(_VIDEO), jnp.asarray([1]),

@@ -126,6 +126,7 @@ BAD_INPUT = {
     "no areas": (dict(areas=()), "areas is empty"),
     "zero iterations": (dict(num_iter=0), "num_iter must be at least 1"),
     "unknown schedule": (dict(schedule="slow"), "schedule 'slow'"),
+    "tiny input": (dict(input_size=8), "input_size must be at least 32"),
     "zero batch": (dict(batch_size=0), "batch_size must be at least 1"),
     "unknown polarity": (dict(polarity="up"), "polarity 'up'"),
     "unknown dtype": (dict(dtype="int8"), "dtype 'int8'"),
@@ -173,6 +174,15 @@ def test_a_request_is_resolved_once_into_what_the_run_reads():
     assert i3d.config == attribution.GradCamConfig(layer="mixed_5c")
 
 
+def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
+    """I3D fed 112 px frames: resized to 128 then cropped (the spec's 256/224 proportion), sigma 11."""
+    resolved = pipeline.resolve(pipeline.Request(videos=("v",), method="step", input_size=112))
+    assert (resolved.spec.resize, resolved.spec.crop, resolved.spec.ep_sigma) == (128, 112, 11.0)
+    assert resolved.config.sigma == 11.0 and resolved.config.schedule == "fast"
+    full = pipeline.resolve(pipeline.Request(videos=("v",), method="step"))
+    assert (full.spec.crop, full.config.sigma) == (224, 23.0)
+
+
 def test_the_method_table_declares_every_method():
     assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
                                     "2d_ep", "3d_ep", "step", "3d_ep_smooth"}
@@ -183,7 +193,8 @@ def test_the_method_table_declares_every_method():
         assert method.name == name and callable(method.function)
         if method.extremal:
             assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
-            assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma and config.schedule == attribution.extremal.DEFAULT_SCHEDULE
+            assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma
+            assert config.schedule == attribution.extremal.DEFAULT_SCHEDULE
             assert method.row_names(config) == ("area 0.1", "area 0.2")
         else:
             assert method.row_names(config) == (name,)

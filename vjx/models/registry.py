@@ -74,6 +74,10 @@ class ModelSpec:
         from vjx.data.labels import label_set_size
         return dataclasses.replace(self, label_set=label_set, num_classes=label_set_size(label_set))
 
+    def at_size(self, crop: int, ep_sigma: float) -> "ModelSpec":
+        """The same model fed ``crop x crop`` frames (the short side resized in the spec's proportion)."""
+        return dataclasses.replace(self, resize=round(crop * self.resize / self.crop), crop=crop, ep_sigma=ep_sigma)
+
     @property
     def labels(self) -> tuple[str, ...]:
         """Class names aligned with the logits."""

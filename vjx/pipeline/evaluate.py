@@ -39,7 +39,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from vjx.attribution.extremal import default_sigma
 from vjx.errors import ArgumentError
 from vjx.model import Model
 from vjx.models.registry import ModelSpec
@@ -69,9 +68,6 @@ class Evaluation:
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
       tolerance: the spatial pointing game's radius in input pixels (the paper: 7).
-      input_size: run the model on ``input_size`` pixel square crops instead of its spec's (the
-        short side resized in the same proportion, the extremal mask sigma that of the size: 11
-        up to 168 px, else 23), to trade fidelity for time; None: the spec's.
     """
 
     request: Request
@@ -80,7 +76,6 @@ class Evaluation:
     annotations: str | None = None
     curve_steps: int = 20
     tolerance: float = 7.0
-    input_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +107,7 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     """
     start = time.perf_counter()
     resolved = _resolve_all(evaluation, model)
-    spec = _sized(resolved[evaluation.methods[0]].spec, evaluation.input_size)
+    spec = resolved[evaluation.methods[0]].spec                     # at the request's input_size
     request = evaluation.request
     cases = clip_cases(request.videos, spec, evaluation.annotations)
     if evaluation.pairs:
@@ -190,20 +185,10 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
         raise ArgumentError("curve_steps", f"must be a whole number >= 0 (0 skips the curves), got "
                             f"{evaluation.curve_steps!r}")
-    if evaluation.input_size is not None and (not isinstance(evaluation.input_size, int) or evaluation.input_size < 8):
-        raise ArgumentError("input_size", f"must be a whole number of pixels >= 8, got {evaluation.input_size!r}")
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
     checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs)
     return {m: resolve(dataclasses.replace(checked, method=m), model) for m in evaluation.methods}
-
-
-def _sized(spec: ModelSpec, size: int | None) -> ModelSpec:
-    """The spec at ``size`` pixels (see :attr:`Evaluation.input_size`), or the spec itself."""
-    if size is None or size == spec.crop:
-        return spec
-    return dataclasses.replace(spec, resize=round(size * spec.resize / spec.crop), crop=size,
-                               ep_sigma=default_sigma(size))
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -218,8 +203,6 @@ def _compute(evaluation: Evaluation, resolved: dict[str, Resolved], spec: ModelS
 
     request = evaluation.request
     loaded = model if model is not None else load_model(next(iter(resolved.values())))
-    if loaded.spec != spec:                                       # another input size
-        loaded = Model(loaded.module, loaded.variables, spec)
     top.subdir("rows")                                    # removed on failure unless a batch finished
     with tqdm(total=sum(map(len, todo.values())), desc="evaluate", unit="run", disable=not request.progress,
               position=0) as bar:
@@ -229,7 +212,7 @@ def _compute(evaluation: Evaluation, resolved: dict[str, Resolved], spec: ModelS
             session = Session.open(_scoring(resolve(resolved[name].request, loaded)))
             for first in range(0, len(cases), request.batch_size):
                 batch = cases[first:first + request.batch_size]
-                videos, inputs = zip(*(load(case, session.model.spec) for case in batch))
+                videos, inputs = zip(*(load(case, spec) for case in batch))
                 x = np.stack(inputs)
                 results, timings = session.explain_batch(
                     list(videos), f"{name} [{first + 1}-{first + len(batch)}/{len(cases)}]", inputs=x,

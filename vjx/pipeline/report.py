@@ -74,7 +74,7 @@ def run_summary(resolved: Resolved, entries: Sequence[dict[str, Any]], timings: 
     """The ``summary.json`` of a run: what ran (method, model, weights, config), its videos, timings, versions."""
     request = resolved.request
     return {"method": resolved.method.name, "model": resolved.spec.name, "label_set": resolved.spec.label_set,
-            "weights": resolved.weights.describe(resolved.spec.label_set),
+            "input_size": resolved.spec.crop, "weights": resolved.weights.describe(resolved.spec.label_set),
             "config": jsonable(dataclasses.asdict(resolved.config)), "dtype": request.dtype, "seed": request.seed,
             "videos": list(entries), "timings_s": timings, "versions": versions(), "flags": dict(request.flags)}
 

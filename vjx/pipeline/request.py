@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from vjx.attribution.display import POLARITIES
-from vjx.attribution.extremal import DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES
+from vjx.attribution.extremal import DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, default_sigma
 from vjx.errors import ArgumentError
 from vjx.model import PRETRAINED, Model
 from vjx.model import load_model as load_registry_model
@@ -31,6 +31,8 @@ DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "ep
                             "epic-kitchens-verb": "epic-kitchens-verb"}
 # Architectures that have EPIC-Kitchens heads.
 EPIC_MODELS = ("tsm_resnet50",)
+# The smallest frames every model's strides still reduce to a feature map.
+MIN_INPUT_SIZE = 32
 # Model compute dtypes (names jnp.dtype understands).
 DTYPES = ("float32", "bfloat16")
 
@@ -48,6 +50,8 @@ class Request:
       schedule: how extremal masks are optimised: a name of ``vjx.attribution.extremal.SCHEDULES``
         (``"original"``: the original toolkit's SGD and 2000 iterations; ``"fast"``).
       num_iter: optimisation steps (extremal methods); None = the schedule's own.
+      input_size: side of the frames fed to the model (None: the spec's crop, 224 for I3D). A
+        smaller one (e.g. 112 for I3D) makes extremal methods about 4x cheaper, on coarser masks.
       polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
         attribution is shown. ``both`` (``|g|``) is the library's default, the CLI's and the
         original code's (its README says ``positive``).
@@ -68,6 +72,7 @@ class Request:
     areas: tuple[float, ...] = DEFAULT_AREAS
     schedule: str = DEFAULT_SCHEDULE
     num_iter: int | None = None
+    input_size: int | None = None
     polarity: str = "both"
     target: str = "label"
     checkpoint: str | None = None
@@ -106,7 +111,7 @@ class Resolved:
 
     Attributes:
       request: the request as given.
-      spec: the model's spec, with the head of the request's label set.
+      spec: the model's spec, with the head of the request's label set and the request's input size.
       method: the :class:`vjx.pipeline.methods.Method` entry.
       config: the method's config (``method.make_config(request, spec)``).
       weights: where the weights come from.
@@ -148,7 +153,7 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
         and weights replace the request's ``model``, ``dataset`` and ``checkpoint``.
     Raises:
       ArgumentError: an unknown model, method, dataset, schedule, polarity or dtype; a dataset the model has no
-        head for; an area outside (0, 1); a non-positive iteration count or batch size; no videos;
+        head for; an area outside (0, 1); a non-positive iteration count or batch size; an input size under 32; no videos;
         a checkpoint that does not exist.
     """
     method = methods.get(request.method)
@@ -164,6 +169,10 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
                                     "EPIC-Kitchens heads); use kinetics, or the tsm model")
             spec = spec.with_label_set(label_set)
         weights = _choose_weights(request, spec)
+    if request.input_size is not None:
+        if request.input_size < MIN_INPUT_SIZE:
+            raise ArgumentError("input_size", f"must be at least {MIN_INPUT_SIZE} pixels, got {request.input_size}")
+        spec = spec.at_size(request.input_size, default_sigma(request.input_size))
     check_areas(request.areas)
     _check_choice("schedule", request.schedule, SCHEDULES)
     if request.num_iter is not None:

@@ -86,7 +86,7 @@ class Session:
         Returns:
           one :class:`VideoResult` per video and the batch's timings in seconds (``predict``, ``attribution``).
         """
-        request, spec, names = self.resolved.request, self.model.spec, self.names
+        request, spec, names = self.resolved.request, self.resolved.spec, self.names
         start = time.perf_counter()
         x = np.stack([model_input(spec, v) for v in videos]) if inputs is None else np.asarray(inputs, np.float32)
         probs = self.runner.predict(x)
