@@ -81,7 +81,7 @@ class Session:
           videos: the batch.
           desc: the progress bar's label.
           inputs: float32 ``B x T x S x S x 3`` model inputs of the videos (default: each video
-            through the model's spec), for tests built from several clips.
+            through the resolved spec, at the request's input size), for tests built from several clips.
           targets: per video the class to explain (index), or None: chosen by the request's ``target``.
         Returns:
           one :class:`VideoResult` per video and the batch's timings in seconds (``predict``, ``attribution``).
