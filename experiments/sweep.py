@@ -6,19 +6,22 @@
 
 Writes sweep_out/results.csv and results.json (one row per video x area: preserved probability,
 mask area reached, extremal area) and sweep_out/videos/<video>.{json,npz} as each batch finishes; a
-rerun with the same flags skips finished videos. Test sharding on CPU with
-XLA_FLAGS=--xla_force_host_platform_device_count=4.
+rerun with the same flags skips finished videos; --merge_only only rebuilds the results from them.
+Test sharding on CPU with XLA_FLAGS=--xla_force_host_platform_device_count=4. Across hosts, give
+every process --coordinator_address, --num_processes and --process_id (or --distributed on a
+SLURM / Open MPI / Cloud TPU cluster): each sweeps its share of the videos and process 0 writes
+the results (README, "Runs across hosts").
 """
 from __future__ import annotations
 
 from absl import flags
 
-from experiments import _cli
+from experiments import _cli, _processes
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders and/or video files (required).")
 _MODEL = flags.DEFINE_string("model", "r2plus1d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
-_METHOD = flags.DEFINE_string("vis_method", "step", "2d_ep, 3d_ep or step.")
+_METHOD = flags.DEFINE_string("vis_method", "step", "2d_ep, 3d_ep, step or 3d_ep_smooth.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How masks are optimised: original (the original toolkit's "
                                 "SGD, 2000 iterations) or fast (default: the library's).")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default: the schedule's own).")
@@ -33,8 +36,10 @@ _BATCH = flags.DEFINE_integer("batch_size", 0, "Videos per compiled call (rounde
                               "the device count; 0 = one per device).")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
-_ALL_FLAGS = (_VIDEOS_DIR, _MODEL, _DATASET, _METHOD, _SCHEDULE, _NUM_ITER, _AREAS, _CHECKPOINT, _OUTPUT_DIR, _TARGET,
-              _SEED, _BATCH, _DTYPE, _NO_GPU)
+_MERGE_ONLY = flags.DEFINE_bool("merge_only", False, "Compute nothing: rebuild results.csv/json from the "
+                                "videos finished so far.")
+_ALL_FLAGS = (_VIDEOS_DIR, _MODEL, _DATASET, _METHOD, _SCHEDULE, _NUM_ITER, _AREAS, _CHECKPOINT, _OUTPUT_DIR,
+              _TARGET, _SEED, _BATCH, _DTYPE, _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 
 
 def main(argv: list[str]) -> None:
@@ -42,10 +47,11 @@ def main(argv: list[str]) -> None:
     import jax
     if _NO_GPU.value:
         jax.config.update("jax_platforms", "cpu")
+    _processes.start()
 
     from vjx import data, pipeline
     from vjx.errors import VjxError
-    from vjx.pipeline import sweep
+    from vjx.pipeline import processes, sweep
 
     if not _VIDEOS_DIR.value:
         raise VjxError("--videos_dir is required: a folder of frame folders and/or video files")
@@ -56,10 +62,11 @@ def main(argv: list[str]) -> None:
         checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, target=_TARGET.value, seed=_SEED.value,
         batch_size=_BATCH.value or len(jax.local_devices()), dtype=_DTYPE.value,
         flags={holder.name: holder.value for holder in _ALL_FLAGS})
-    rows = sweep.run(request)
-    print(f"{len(rows)} rows ({len(request.videos)} videos x {len(request.areas)} areas) in "
-          f"{_OUTPUT_DIR.value}/results.csv and results.json")
+    rows = sweep.run(request, merge_only=_MERGE_ONLY.value)
+    if processes.is_coordinator():
+        print(f"{len(rows)} rows ({len(request.videos)} videos x {len(request.areas)} areas) in "
+              f"{_OUTPUT_DIR.value}/results.csv and results.json")
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES})

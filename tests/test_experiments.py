@@ -176,3 +176,66 @@ def test_sweep_and_parity_bad_input(tmp_path):
     assert_usage_error(run_script("sweep", "--output_dir", out), "--videos_dir", out)
     assert_usage_error(run_script("sweep", "--videos_dir", tmp_path, "--output_dir", out), "holds no frame", out)
     assert_usage_error(run_script("parity", "--arch", "r9d"), "r9d")
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """Two short clips of two Kinetics classes, for the joined-pair test."""
+    root = tmp_path_factory.mktemp("labelled")
+    write_frames(root / "abseiling-x", 16, 2)
+    write_frames(root / "ironing-y", 16, 3)
+    return root
+
+
+def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
+    out = tmp_path / "evaluate"
+    truth = tmp_path / "truth.csv"
+    truth.write_text("video,kind,start,stop,x0,y0,x1,y1\nabseiling-x,segment,0,8\nabseiling-x,box,0,16,5,5,30,30\n")
+    args = ("--videos_dir", labelled, "--temporal_pairs", labelled, "--annotations", truth, "--model", "r3d",
+            "--methods", "grad", "--curve_steps", 1, "--batch_size", 6, "--input_size", 32, "--output_dir", out)
+    result = run_script("evaluate", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 cases" not in result.stdout and "6 cases (4 joined pairs) x 1 methods x 1 areas" in result.stdout
+    assert "| grad | 0.1 |" in result.stdout and "6 rows in" in result.stdout
+    stored = json.loads((out / "table.json").read_text())
+    assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
+    assert stored["settings"]["grad"]["input_size"] == 32                  # r3d at 32 px, not its 112
+    line = stored["table"][0]
+    assert (line["method"], line["area"]) == ("grad", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
+    assert line["metrics"]["spatial_pointing"]["n"] == 1 and line["metrics"]["deletion_auc"]["n"] == 2
+    again = run_script("evaluate", *args)
+    assert again.returncode == 0 and "0 method x case runs to do, 6 already done" in again.stdout
+    assert "RANDOM weights" not in again.stderr                               # nothing to do: no model built
+    other = run_script("evaluate", *args, "--seed", 1)
+    assert_usage_error(other, "--output_dir")
+    assert "another configuration" in other.stderr
+
+
+# The evaluation's contract for bad input: one line naming the file and line, exit 2, nothing written.
+BAD_EVALUATE = {
+    "missing video": ("clipX,segment,0,2", "line 2: video 'clipX' is not among the videos evaluated"),
+    "box outside the frame": ("abseiling-x,box,0,,0,0,48,10", "line 2: box (0, 0, 48, 10) lies outside the 48x40"),
+    "frame out of range": ("abseiling-x,segment,10,17", "line 2: frames [10, 17) are out of range"),
+    "malformed row": ("abseiling-x,box,3", "line 2: a box row needs four numbers"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EVALUATE))
+def test_evaluate_bad_annotations(case, labelled, tmp_path):
+    row, what = BAD_EVALUATE[case]
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"video,kind,start,stop,x0,y0,x1,y1\n{row}\n")
+    out = tmp_path / "out"
+    result = run_script("evaluate", "--videos_dir", labelled, "--annotations", truth, "--model", "r3d",
+                        "--output_dir", out, timeout=300)
+    assert_usage_error(result, what, out)
+    assert str(truth) in result.stderr
+
+
+def test_evaluate_bad_flags(labelled, tmp_path):
+    out = tmp_path / "out"
+    assert_usage_error(run_script("evaluate", "--model", "r3d", "--output_dir", out), "--videos_dir/--videos", out)
+    assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--methods", "grad,lime", "--output_dir", out),
+                       "--methods 'lime'", out)
+    assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--num_processes", 2, "--process_id", 5,
+                                  "--coordinator_address", "localhost:1", "--output_dir", out), "--process_id 5", out)

@@ -164,6 +164,9 @@ def test_a_request_is_resolved_once_into_what_the_run_reads():
     assert resolved.spec.name == "tsm_resnet50" and resolved.spec.label_set == "epic-kitchens-verb"
     assert resolved.spec.num_classes == 125 and resolved.method is methods.get("3d_ep")
     assert resolved.config.areas == (0.1,) and resolved.config.num_iter == 7
+    by_schedule = pipeline.resolve(pipeline.Request(videos=("v",), model="r3d", method="step"))
+    assert by_schedule.config.schedule == attribution.extremal.DEFAULT_SCHEDULE
+    assert by_schedule.config.num_iter is None                  # the schedule's, filled in by the attribution
     assert resolved.config.sigma == resolved.spec.ep_sigma
     assert resolved.weights.source == "random" and resolved.weights.describe("x") == "random"
     i3d = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
@@ -182,14 +185,16 @@ def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
 
 def test_the_method_table_declares_every_method():
     assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
-                                    "2d_ep", "3d_ep", "step"}
-    assert methods.extremal_names() == ("2d_ep", "3d_ep", "step")
+                                    "2d_ep", "3d_ep", "step", "3d_ep_smooth"}
+    assert methods.extremal_names() == ("2d_ep", "3d_ep", "step", "3d_ep_smooth")
+    assert methods.get("3d_ep_smooth").function is attribution.ep3d_temporal_smoothing
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
         assert method.name == name and callable(method.function)
         if method.extremal:
             assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
             assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma
+            assert config.schedule == attribution.extremal.DEFAULT_SCHEDULE
             assert method.row_names(config) == ("area 0.1", "area 0.2")
         else:
             assert method.row_names(config) == (name,)

@@ -46,8 +46,7 @@ class OutputWriter:
                                 "a directory")
         try:
             for d in reversed(missing):
-                d.mkdir()
-                self.created_dirs.append(d)
+                self._make_dir(d)
         except OSError as e:
             self.rollback()
             raise ArgumentError("output_dir", f"{str(self.directory)!r} cannot be created: {e.strerror}") from e
@@ -61,9 +60,18 @@ class OutputWriter:
         """Creates ``directory/name`` if missing; it is removed on rollback if this writer made it and it is empty."""
         path = self.directory / name
         if not path.is_dir():
-            path.mkdir()
-            self.created_dirs.append(path.absolute())
+            self._make_dir(path.absolute())
         return path
+
+    def _make_dir(self, path: pathlib.Path) -> None:
+        """Creates ``path``; one that another process created meanwhile is used but not owned (not rolled back)."""
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+            return
+        self.created_dirs.append(path)
 
     def write(self, name: str, payload: bytes) -> pathlib.Path:
         """Writes ``payload`` to ``directory/name`` via a temporary file and ``os.replace``."""

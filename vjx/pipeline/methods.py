@@ -12,7 +12,8 @@ name.
     result = method.function(model, x, targets, config, key=jax.random.key(0))
     explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
 
-The names are the original toolkit's ``--vis_method`` values.
+The names are the original toolkit's ``--vis_method`` values, plus ``3d_ep_smooth`` (the paper's
+Table 4 baseline, which the original's command line does not offer).
 """
 from __future__ import annotations
 
@@ -132,6 +133,8 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("2d_ep", attribution.ep2d, _extremal_config, extremal=True),
     Method("3d_ep", attribution.ep3d, _extremal_config, extremal=True),
     Method("step", attribution.step, _extremal_config, extremal=True),
+    # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
+    Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config, extremal=True),
 )}
 
 

@@ -73,18 +73,27 @@ class Session:
         runner = Runner(model, resolved.method, resolved.config, request.dtype, request.seed, sharding)
         return cls(resolved, model, class_names(model.spec), runner)
 
-    def explain_batch(self, videos: Sequence[data.Video], desc: str = "") -> tuple[list[VideoResult], dict[str, float]]:
+    def explain_batch(self, videos: Sequence[data.Video], desc: str = "", *, inputs: np.ndarray | None = None,
+                      targets: Sequence[int | None] | None = None) -> tuple[list[VideoResult], dict[str, float]]:
         """Predicts and explains one batch of videos in one compiled attribution call.
 
+        Args:
+          videos: the batch.
+          desc: the progress bar's label.
+          inputs: float32 ``B x T x S x S x 3`` model inputs of the videos (default: each video
+            through the resolved spec, at the request's input size), for tests built from several clips.
+          targets: per video the class to explain (index), or None: chosen by the request's ``target``.
         Returns:
           one :class:`VideoResult` per video and the batch's timings in seconds (``predict``, ``attribution``).
         """
         request, spec, names = self.resolved.request, self.resolved.spec, self.names
         start = time.perf_counter()
-        x = np.stack([model_input(spec, v) for v in videos])
+        x = np.stack([model_input(spec, v) for v in videos]) if inputs is None else np.asarray(inputs, np.float32)
         probs = self.runner.predict(x)
         predict_s = time.perf_counter() - start
-        chosen = [choose_target(request.target, v, p, names) for v, p in zip(videos, probs)]
+        given = [None] * len(videos) if targets is None else targets
+        chosen = [choose_target(request.target, v, p, names) if t is None else (int(t), "given")
+                  for v, p, t in zip(videos, probs, given)]
         targets = np.array([index for index, _ in chosen], np.int32)
         start = time.perf_counter()
         with progress_bar(desc or f"{request.method} {spec.name}", request.progress) as update:

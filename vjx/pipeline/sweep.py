@@ -14,12 +14,15 @@ device's share of the videos there. A short last batch is padded with copies of 
 Each finished video's rows (``videos/<name>.json``) and masks (``videos/<name>.npz``) are written
 atomically as soon as its batch is done; a rerun with the same configuration skips those videos,
 and a failed batch removes only its own files. ``results.csv``/``results.json`` are rebuilt from the
-finished videos at the end. A video's ``<name>`` is :func:`vjx.data.video_name` made file-safe, the
-same name its results carry.
+finished videos at the end (``merge_only=True`` only rebuilds them). A video's ``<name>`` is
+:func:`vjx.data.video_name` made file-safe, the same name its results carry.
+
+Across hosts (:mod:`vjx.pipeline.processes`, ``jax.distributed``), process ``i`` of ``n`` sweeps
+every ``n``-th video from the ``i``-th on and writes its files into the shared output directory;
+after a barrier, process 0 writes the results of all of them.
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Any
@@ -31,10 +34,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vjx import data
 from vjx.errors import ArgumentError
 from vjx.model import Model
-from vjx.pipeline import methods, report
+from vjx.pipeline import methods, processes, report
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes, npz_bytes
 from vjx.pipeline.inputs import read_videos
 from vjx.pipeline.request import Request, Resolved, resolve
+from vjx.pipeline.resume import finished_rows, rows_bytes
 from vjx.pipeline.session import Session, VideoResult
 
 
@@ -52,21 +56,6 @@ def fingerprint(resolved: Resolved) -> dict[str, Any]:
             "input_size": request.input_size, "checkpoint": request.checkpoint, "seed": request.seed, "dtype": request.dtype, "target": request.target}
 
 
-def _finished(path: pathlib.Path, expected: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The rows of a finished video, None if not done; a different configuration is an ArgumentError."""
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text())
-        stored_print, rows = stored["fingerprint"], stored["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None                    # unreadable leftovers are recomputed and replaced
-    if stored_print != expected:
-        raise ArgumentError("output_dir", f"{str(path.parent.parent)!r} holds results of another configuration "
-                            f"({path.name}); choose a new one or delete it")
-    return rows
-
-
 def rows_for(result: VideoResult, resolved: Resolved) -> list[dict[str, Any]]:
     """One row per area of one explained video: who, the target, the area's numbers, the video's."""
     who = {"video": result.video.name, "label": result.video.label, "target": result.target,
@@ -75,13 +64,18 @@ def rows_for(result: VideoResult, resolved: Resolved) -> list[dict[str, Any]]:
     return [{**who, **area, **result.explanation.numbers, **what} for area in result.explanation.areas]
 
 
-def run(request: Request, devices: list[jax.Device] | None = None, model: Model | None = None) -> list[dict[str, Any]]:
-    """Runs (or resumes) the sweep of ``request`` and writes its results; returns all rows.
+def run(request: Request, devices: list[jax.Device] | None = None, model: Model | None = None, *,
+        merge_only: bool = False) -> list[dict[str, Any]]:
+    """Runs (or resumes) the sweep of ``request`` and writes its results; returns all finished rows.
+
+    Under ``jax.distributed`` (:mod:`vjx.pipeline.processes`) every process sweeps its share of the
+    videos and writes their files; once all are done, process 0 writes ``results.csv``/``.json``.
 
     Args:
       request: the sweep (``batch_size`` is rounded up to a multiple of the device count).
       devices: the devices to shard the batch over (default: all local devices).
       model: a model already loaded, used instead of the request's model and weights.
+      merge_only: compute nothing: rebuild the results from the videos finished so far.
     Raises:
       VjxError: bad request or input; a method that is not extremal; results of another
         configuration in the output dir.
@@ -96,13 +90,19 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
     stems = {path: file_stem(data.video_name(path)) for path in request.videos}
     if len(set(stems.values())) != len(stems):
         raise ArgumentError("videos", "holds two videos with the same name; rename one (results are stored by name)")
-    done = {path: _finished(out / "videos" / f"{stem}.json", expected) for path, stem in stems.items()}
-    todo = [path for path, rows in done.items() if rows is None]
+
+    def finished(path: str) -> list[dict[str, Any]] | None:
+        return finished_rows(out / "videos" / f"{stems[path]}.json", expected, out)
+
+    mine = processes.share(request.videos)
+    unfinished = [path for path in mine if finished(path) is None]
+    todo = [] if merge_only else unfinished
     sharding = batch_sharding(devices)
     num_devices = sharding.mesh.size
     batch_size = -(-request.batch_size // num_devices) * num_devices
-    print(f"sweep: {len(request.videos)} videos ({len(request.videos) - len(todo)} already done), "
-          f"{len(request.areas)} areas, batches of {batch_size} over {num_devices} device(s)", flush=True)
+    who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
+    print(f"sweep: {who}{len(mine)} videos ({len(mine) - len(unfinished)} already done), {len(request.areas)} areas, "
+          f"batches of {batch_size} over {num_devices} device(s)", flush=True)
     with OutputWriter(out) as top:
         if todo:
             session = Session.open(resolved, sharding)
@@ -119,12 +119,18 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
                         writer.write(f"{stems[path]}.npz", npz_bytes(
                             masks=result.explanation.maps.astype(np.float16),
                             areas=np.asarray(request.areas, np.float32)))
-                        writer.write(f"{stems[path]}.json", json_bytes({"fingerprint": expected, "rows": rows}))
-                        done[path] = rows
-        all_rows = [row for path in request.videos for row in done[path]]
-        top.write("results.csv", csv_bytes(all_rows, list(dict.fromkeys(k for row in all_rows for k in row))))
-        top.write("results.json", json_bytes({
-            "fingerprint": expected, "rows": all_rows, "devices": num_devices, "batch_size": batch_size,
-            "seconds_this_run": time.perf_counter() - start, "versions": report.versions(),
-            "flags": dict(request.flags)}))
+                        writer.write(f"{stems[path]}.json", rows_bytes(expected, rows))
+        processes.wait_for_all("vjx sweep: every share written")
+        done = {path: finished(path) for path in request.videos}
+        missing = [data.video_name(path) for path, rows in done.items() if rows is None]
+        all_rows = [row for rows in done.values() if rows is not None for row in rows]
+        if processes.is_coordinator():
+            if missing:
+                print(f"sweep: {len(missing)} of {len(done)} videos not finished (e.g. {missing[0]}); the results "
+                      "hold the others", flush=True)
+            top.write("results.csv", csv_bytes(all_rows, list(dict.fromkeys(k for row in all_rows for k in row))))
+            top.write("results.json", json_bytes({
+                "fingerprint": expected, "rows": all_rows, "missing": missing, "processes": processes.count(),
+                "devices": num_devices, "batch_size": batch_size, "seconds_this_run": time.perf_counter() - start,
+                "versions": report.versions(), "flags": dict(request.flags)}))
     return all_rows

@@ -1,0 +1,141 @@
+"""The tests of an evaluation: real clips (with their annotations) and clips joined in time.
+
+    clips = clip_cases(paths, spec, annotations="truth.csv")     # one Case per video, truth in input frames
+    pairs = pair_cases(paths, spec, class_names(spec))           # the temporal test built from labelled clips
+    video, x = load(pairs[0], spec)                              # x: float32 T x S x S x 3, the model's input
+
+**Joined pairs** (the temporal pointing game of Li et al. in the style of their later evaluation
+code): for every ordered pair ``(a, b)`` of clips with different labels, each clip is sampled to half
+the model's frames (the spec's sampling rule, ``T // 2`` for ``a`` and ``T - T // 2`` for ``b``),
+preprocessed, and ``a``'s half is followed by ``b``'s. Each joined clip is two tests: explain ``a``'s
+class (ground truth: the first half's frames) and explain ``b``'s (the second half's). So every clip
+is explained in both positions next to every clip of another label, and a method that prefers early
+or late frames gains nothing. Labels come from the clip names (the part before the first ``-``) and
+must be classes of the model. The joined clips exist only in memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from typing import Sequence
+
+import numpy as np
+
+from vjx import data
+from vjx.data.video import label_from_name
+from vjx.errors import ArgumentError
+from vjx.models.registry import ModelSpec
+from vjx.pipeline.annotations import ModelTruth, VideoShape, model_truth, read_annotations
+from vjx.pipeline.files import file_stem
+from vjx.pipeline.inputs import display_frames, model_input
+
+HALVES = ("first", "second")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    """One test of an evaluation.
+
+    Attributes:
+      name: unique, file-safe: the clip's name, or ``<a>+<b>@first`` / ``@second`` for a joined pair.
+      kind: ``"clip"`` (a real video) or ``"pair"`` (two clips joined in time).
+      paths: the clip's path, or the two clips' paths in their order in time.
+      label: the label of the class explained (a clip's name label; the explained half's label).
+      target: the class to explain (index), or None to choose it by the run's ``target`` rule.
+      truth: the ground truth in the model's input frames, or None (nothing annotated).
+    """
+
+    name: str
+    kind: str
+    paths: tuple[str, ...]
+    label: str
+    target: int | None = None
+    truth: ModelTruth | None = None
+
+
+def clip_cases(paths: Sequence[str], spec: ModelSpec, annotations: str | os.PathLike | None = None) -> list[Case]:
+    """One case per video; with an annotation file, its truth carried into the model's input frames.
+
+    With ``annotations``, every video is read once first (to check the file's rows against the
+    frame counts and sizes), so a bad file or row fails before any compute.
+
+    Raises:
+      ArgumentError: of ``videos``: two videos with the same name.
+      VjxError: a video cannot be read; a bad annotation file (see :func:`read_annotations`).
+    """
+    names = [data.video_name(p) for p in paths]
+    _check_unique(names, "videos")
+    if annotations is None:
+        return [Case(name=n, kind="clip", paths=(p,), label=label_from_name(n)) for n, p in zip(names, paths)]
+    shapes = {}
+    for name, path in zip(names, paths):
+        frames = data.read_video(path).frames
+        shapes[name] = VideoShape(*frames.shape[:3])
+    truths = read_annotations(annotations, shapes)
+    return [Case(name=name, kind="clip", paths=(path,), label=label_from_name(name),
+                 truth=model_truth(truths.get(name), shapes[name], spec) if name in truths else None)
+            for name, path in zip(names, paths)]
+
+
+def pair_cases(paths: Sequence[str], spec: ModelSpec, class_names: Sequence[str]) -> list[Case]:
+    """The joined-pair temporal test of the clips at ``paths`` (see the module docstring).
+
+    Returns:
+      two cases per ordered pair of clips with different labels, in the order of ``paths``.
+    Raises:
+      ArgumentError: of ``pairs``: two clips with the same name, a label that is not a class of the
+        model, or fewer than two labels.
+    """
+    names = [data.video_name(p) for p in paths]
+    _check_unique(names, "pairs")
+    labels = [label_from_name(n) for n in names]
+    classes = []
+    for name, label in zip(names, labels):
+        index = data.resolve_label(label, class_names)
+        if index is None:
+            raise ArgumentError("pairs", f"clip {name!r}: its label {label!r} (the name up to its first '-') is not a "
+                                f"class of {spec.name}; the joined-pair test explains each clip's own class")
+        classes.append(index)
+    if len(set(labels)) < 2:
+        raise ArgumentError("pairs", "needs clips of at least two labels (pairs join clips of different labels)")
+    half = spec.num_frames // 2
+    cases = []
+    for i, j in itertools.permutations(range(len(paths)), 2):
+        if labels[i] == labels[j]:
+            continue
+        for side, k in zip(HALVES, (i, j)):
+            segment = (0, half) if side == "first" else (half, spec.num_frames)
+            truth = ModelTruth(boxes=np.zeros((spec.num_frames, 1, 4), np.float32),
+                               annotated=np.zeros((spec.num_frames, 1), bool), segment=segment)
+            cases.append(Case(name=f"{file_stem(names[i])}+{file_stem(names[j])}@{side}", kind="pair",
+                              paths=(paths[i], paths[j]), label=labels[k], target=classes[k], truth=truth))
+    return cases
+
+
+def load(case: Case, spec: ModelSpec) -> tuple[data.Video, np.ndarray]:
+    """The case's video and the model's input of it: float32 ``T x S x S x 3``.
+
+    A pair's video is the joined clip as the model sees it (``T x S x S x 3`` uint8 frames).
+    """
+    if case.kind == "clip":
+        video = data.read_video(case.paths[0])
+        return video, model_input(spec, video)
+    half = spec.num_frames // 2
+    first, second = (data.read_video(p) for p in case.paths)
+    x = np.concatenate([_half_input(spec, first, half), _half_input(spec, second, spec.num_frames - half)])
+    video = data.Video(frames=display_frames(spec, x), name=case.name, fps=None, label=case.label,
+                       path=" + ".join(case.paths))
+    return video, x
+
+
+def _half_input(spec: ModelSpec, video: data.Video, num_frames: int) -> np.ndarray:
+    """``num_frames`` of the video, sampled by the spec's rule and preprocessed: float32 ``n x S x S x 3``."""
+    return model_input(dataclasses.replace(spec, num_frames=num_frames), video)
+
+
+def _check_unique(names: Sequence[str], argument: str) -> None:
+    stems = [file_stem(n) for n in names]
+    twins = sorted({n for n, s in zip(names, stems) if stems.count(s) > 1})
+    if twins:
+        raise ArgumentError(argument, f"holds two videos named {twins[0]!r} (results are stored by name); rename one")
