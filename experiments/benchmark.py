@@ -39,6 +39,10 @@ _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations per area (default
 _PATH_BATCH = flags.DEFINE_integer("path_batch", 1, "Path points per forward/backward pass (integrated_grad, "
                                    "smooth_grad); 1 is fastest on CPU.")
 _VIDEO = flags.DEFINE_string("video", None, "Clip to explain (default: the bundled Big Buck Bunny clip).")
+_AREA_BATCH = flags.DEFINE_integer("area_batch", None, "Areas optimised side by side (vmapped); default: the "
+                                   "engine's choice for the backend (1 on CPU, all elsewhere).")
+_PER_CALL = flags.DEFINE_integer("iterations_per_call", None, "Iterations per compiled call (a lax.scan of that "
+                                 "length); default: the engine's choice (1 on CPU, all elsewhere).")
 _SKIP_TORCH = flags.DEFINE_bool("skip_torch", False, "Time vjx only.")
 _COST = flags.DEFINE_bool("cost", False, "Also report XLA's cost and memory analyses of one all-areas iteration.")
 _COST_ONLY = flags.DEFINE_bool("cost_only", False, "Only the cost and memory analyses (nothing is run).")
@@ -172,9 +176,10 @@ def run() -> dict:
               "jax": jax.__version__, "torch": torch.__version__}
     if not method.extremal:
         return {**result, **time_path_method(_METHOD.value, model, torch_model, x, target, n, _PATH_BATCH.value)}
-    config = ExtremalConfig(areas=areas, schedule="original", num_iter=n, sigma=spec.ep_sigma)
+    config = ExtremalConfig(areas=areas, schedule="original", num_iter=n, sigma=spec.ep_sigma,
+                            area_batch=_AREA_BATCH.value, iterations_per_call=_PER_CALL.value)
     targets = np.array([target], np.int32)
-    result.update(areas=list(areas), num_iter=n)
+    result.update(areas=list(areas), num_iter=n, area_batch=_AREA_BATCH.value, iterations_per_call=_PER_CALL.value)
     if _COST.value or _COST_ONLY.value:
         result.update(cost_analysis(method, model, x, targets, config))
     if _COST_ONLY.value:
