@@ -10,9 +10,11 @@ For every clip x method x schedule it runs the pretrained I3D's extremal perturb
   elsewhere) - it should reach the original schedule's final value (within 0.02);
 - the soft mask's area on the padded mask the area loss counts - within 0.02 of ``a``;
 - the fraction of mask values between 0.1 and 0.9 - at most 10%.
-Each run is written to ``<output_dir>/runs/`` as soon as it ends, so a rerun continues where the last
-stopped (2000 iterations of three areas take hours on a 2-core CPU). Then it writes ``report.md``
-(the tables) and ``convergence.png`` (hard-mask probability against iterations).
+Each run is written to ``<output_dir>/runs/`` as soon as it ends (named by clip, method, schedule,
+iterations and size; the areas it ran are stored in it), so a rerun continues where the last stopped
+(2000 iterations of three areas take hours on a 2-core CPU). Then it writes ``report.md`` (each
+schedule against the first on the areas both ran, and every run at every checkpoint) and
+``convergence.png`` (the three scores against iterations).
 """
 from __future__ import annotations
 
@@ -79,8 +81,9 @@ def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[floa
                             for i, s in sorted(scores.items())}}
 
 
-def report(runs: dict, areas: tuple[float, ...], schedules: list[str]) -> str:
-    """Markdown tables: each schedule's final scores against the reference (the first schedule)."""
+def report(runs: dict, schedules: list[str]) -> str:
+    """Markdown tables: each schedule's final scores against the reference (the first schedule), on
+    the areas both ran, and every schedule's scores at every checkpoint."""
     reference = schedules[0]
     lines = []
     for schedule in schedules[1:]:
@@ -92,57 +95,69 @@ def report(runs: dict, areas: tuple[float, ...], schedules: list[str]) -> str:
                 continue
             ref, run = by_schedule[reference], by_schedule[schedule]
             ref_final, final = ref["checkpoints"][str(ref["num_iter"])], run["checkpoints"][str(run["num_iter"])]
-            for a, area in enumerate(areas):
-                diff = final["hard_probabilities"][a] - ref_final["hard_probabilities"][a]
+            for a, area in enumerate(run["areas"]):
+                if area not in ref["areas"]:
+                    continue
+                ref_hard = ref_final["hard_probabilities"][ref["areas"].index(area)]
+                diff = final["hard_probabilities"][a] - ref_hard
                 ok = (diff >= -PROBABILITY_MARGIN, abs(final["mask_area"][a] - area) <= AREA_TOLERANCE,
                       final["undecided"][a] <= MAX_UNDECIDED)
-                lines.append(f"| {clip} | {method} | {area:g} | {ref_final['hard_probabilities'][a]:.3f} | "
-                             f"{final['hard_probabilities'][a]:.3f} | {diff:+.3f} | {final['mask_area'][a]:.3f} | "
-                             f"{final['undecided'][a]:.3f} | {' '.join('yes' if o else 'NO' for o in ok)} |")
+                lines.append(f"| {clip} | {method} | {area:g} | {ref_hard:.3f} | {final['hard_probabilities'][a]:.3f} | "
+                             f"{diff:+.3f} | {final['mask_area'][a]:.3f} | {final['undecided'][a]:.3f} | "
+                             f"{' '.join('yes' if o else 'NO' for o in ok)} |")
         lines.append("")
-    lines += ["### Every schedule at every checkpoint (mean over clips and areas)", "",
-              "| method | schedule | iterations | hard p | soft area - a (mean abs) | undecided | seconds per run |",
-              "|---|---|---|---|---|---|---|"]
-    for method in sorted({m for _, m in runs}):
+    lines += ["### Every run at every checkpoint", "",
+              "| clip | method | schedule | iterations | area | hard p | soft p | soft area | undecided |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for (clip, method), by_schedule in sorted(runs.items()):
         for schedule in schedules:
-            done = [r[schedule] for (_, m), r in runs.items() if m == method and schedule in r]
-            if not done:
-                continue
-            for it in sorted({int(i) for r in done for i in r["checkpoints"]}):
-                rows = [r["checkpoints"][str(it)] for r in done if str(it) in r["checkpoints"]]
-                hard = np.mean([row["hard_probabilities"] for row in rows])
-                area_err = np.mean([np.abs(np.asarray(row["mask_area"]) - areas) for row in rows])
-                undecided = np.mean([row["undecided"] for row in rows])
-                seconds = np.mean([r["seconds"] for r in done])
-                lines.append(f"| {method} | {schedule} | {it} | {hard:.3f} | {area_err:.3f} | {undecided:.3f} | "
-                             f"{seconds:.0f} |")
+            run = by_schedule.get(schedule)
+            for it in sorted(int(i) for i in (run or {}).get("checkpoints", {})):
+                row = run["checkpoints"][str(it)]
+                for a, area in enumerate(run["areas"]):
+                    lines.append(f"| {clip} | {method} | {schedule} | {it} | {area:g} | "
+                                 f"{row['hard_probabilities'][a]:.3f} | {row['probabilities'][a]:.3f} | "
+                                 f"{row['mask_area'][a]:.3f} | {row['undecided'][a]:.3f} |")
+    lines += ["", "Seconds per run: " + ", ".join(
+        f"{clip} {method} {schedule} {run['seconds']:.0f}" for (clip, method), by_schedule in sorted(runs.items())
+        for schedule, run in by_schedule.items())]
     return "\n".join(lines) + "\n"
 
 
 def plot(runs: dict, schedules: list[str]) -> bytes:
-    """PNG: hard-mask probability against iterations, one line per clip x method x schedule (mean of areas)."""
+    """PNG against iterations: the hard mask's preserved probability, the soft area's error and the
+    undecided share; one line per clip x method x schedule x area (colour: schedule, style: method)."""
     import io
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = sorted({m for _, m in runs})
-    fig, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4), squeeze=False)
-    styles = {s: st for s, st in zip(schedules, ("-", "--", ":", "-."))}
-    for ax, method in zip(axes[0], methods):
-        for (clip, m), by_schedule in sorted(runs.items()):
-            if m != method:
-                continue
+    panels = (("hard_probabilities", "target probability kept by the hard mask"),
+              ("area_error", "|soft mask area - a|"), ("undecided", "share of mask values in (0.1, 0.9)"))
+    colours = dict(zip(schedules, ("tab:red", "tab:blue", "tab:green", "tab:orange")))
+    styles = dict(zip(sorted({m for _, m in runs}), ("-", "--", ":", "-.")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
+    for ax, (key, label) in zip(axes, panels):
+        for (clip, method), by_schedule in sorted(runs.items()):
             for schedule, run in by_schedule.items():
                 its = sorted(int(i) for i in run["checkpoints"])
-                ax.plot(its, [np.mean(run["checkpoints"][str(i)]["hard_probabilities"]) for i in its],
-                        styles.get(schedule, "-"), marker=".", label=f"{clip[:18]} {schedule}")
+                for a, area in enumerate(run["areas"]):
+                    rows = [run["checkpoints"][str(i)] for i in its]
+                    values = ([abs(r["mask_area"][a] - area) for r in rows] if key == "area_error"
+                              else [r[key][a] for r in rows])
+                    ax.plot(its, values, styles[method], color=colours.get(schedule, "gray"), marker=".",
+                            linewidth=1, alpha=0.8)
+        if key != "hard_probabilities":
+            ax.axhline(AREA_TOLERANCE if key == "area_error" else MAX_UNDECIDED, color="black", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("iterations")
-        ax.set_ylabel("target probability kept by the hard mask (mean of areas)")
-        ax.set_title(method)
-        ax.legend(fontsize=6)
+        ax.set_title(label, fontsize=9)
+    handles = [plt.Line2D([], [], color=c, label=s) for s, c in colours.items() if any(s in r for r in runs.values())]
+    handles += [plt.Line2D([], [], color="black", linestyle=st, label=m) for m, st in styles.items()]
+    axes[0].legend(handles=handles, fontsize=7)
+    fig.suptitle("Extremal masks of the pretrained I3D against iterations (every clip, method and area; "
+                 "black lines: the convergence bounds)", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -193,7 +208,7 @@ def main(argv: list[str]) -> None:
                     print(f"{name} {method} {schedule}: {result['seconds']:.0f} s", flush=True)
                 with open(file) as f:
                     runs.setdefault((name, method), {})[schedule] = json.load(f)
-    text = report(runs, areas, _SCHEDULES.value)
+    text = report(runs, _SCHEDULES.value)
     print(text)
     with OutputWriter(_OUTPUT_DIR.value) as writer:
         writer.write("report.md", text.encode())
