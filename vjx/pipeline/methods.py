@@ -120,8 +120,11 @@ def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
 
 
 def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
+    """The request's areas and schedule; the iterations written out (the schedule's if not given), so
+    that summaries say them."""
+    num_iter = request.num_iter or attribution.extremal.SCHEDULES[request.schedule].num_iter
     return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), schedule=request.schedule,
-                                      num_iter=request.num_iter, sigma=spec.ep_sigma)
+                                      num_iter=num_iter, sigma=spec.ep_sigma)
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (
