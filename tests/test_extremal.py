@@ -224,13 +224,15 @@ def test_bad_inputs_are_vjx_errors():
 
 
 def test_area_groups_run_in_turn_with_the_same_result():
-    """area_batch bounds memory by running groups of areas one after another in the same loop."""
+    """area_batch bounds memory by running groups of areas one after another in the same loop.
+    (A vmapped group of 4 and two of 2 round float32 sums in other orders, which STEP's rankings
+    amplify: measured 1.5e-3 at most after three iterations.)"""
     config = ExtremalConfig(areas=(0.05, 0.1, 0.2, 0.3), num_iter=3, seed_spacing=STEP, sigma=SIGMA, step_start=0)
     together = extremal.step(planted_apply, planted_video(1), np.array([1]), config, variables=planted_variables())
     in_turn = extremal.step(planted_apply, planted_video(1), np.array([1]),
                             dataclasses.replace(config, area_batch=2), variables=planted_variables())
-    np.testing.assert_allclose(in_turn.masks, together.masks, atol=1e-5)
-    np.testing.assert_allclose(in_turn.history["reward"], together.history["reward"], rtol=1e-5)
+    np.testing.assert_allclose(in_turn.masks, together.masks, atol=3e-3)
+    np.testing.assert_allclose(in_turn.history["reward"], together.history["reward"], rtol=1e-3)
     with pytest.raises(VjxError, match="area_batch 3 must be a positive divisor"):
         extremal.step(planted_apply, planted_video(1), np.array([1]), dataclasses.replace(config, area_batch=3),
                       variables=planted_variables())

@@ -166,7 +166,7 @@ def test_a_request_is_resolved_once_into_what_the_run_reads():
     assert resolved.config.areas == (0.1,) and resolved.config.num_iter == 7
     by_schedule = pipeline.resolve(pipeline.Request(videos=("v",), model="r3d", method="step"))
     assert by_schedule.config.schedule == attribution.extremal.DEFAULT_SCHEDULE
-    assert by_schedule.config.num_iter is None                  # the schedule's, filled in by the attribution
+    assert by_schedule.config.num_iter == attribution.extremal.SCHEDULES[by_schedule.config.schedule].num_iter
     assert resolved.config.sigma == resolved.spec.ep_sigma
     assert resolved.weights.source == "random" and resolved.weights.describe("x") == "random"
     i3d = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
