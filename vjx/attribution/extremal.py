@@ -32,8 +32,8 @@ from vjx.attribution.perturbation import loop
 from vjx.attribution.perturbation.config import (DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, ExtremalConfig,
                                                  Schedule, default_sigma, resolve)
 
-__all__ = ["DEFAULT_AREAS", "DEFAULT_SCHEDULE", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores", "default_sigma",
-           "ep2d", "ep3d", "ep3d_temporal_smoothing", "extremal_area", "step"]
+__all__ = ["DEFAULT_AREAS", "DEFAULT_SCHEDULE", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores",
+           "default_sigma", "ep2d", "ep3d", "ep3d_temporal_smoothing", "extremal_area", "step"]
 
 # A mask counts as converged when its soft area is within this of the requested area and at most
 # MAX_UNDECIDED of its values lie in loop.UNDECIDED (neither kept nor blurred).

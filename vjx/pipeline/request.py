@@ -152,9 +152,9 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
       model: a model already loaded (a test's tiny model, or one shared by several runs): its spec
         and weights replace the request's ``model``, ``dataset`` and ``checkpoint``.
     Raises:
-      ArgumentError: an unknown model, method, dataset, schedule, polarity or dtype; a dataset the model has no
-        head for; an area outside (0, 1); a non-positive iteration count or batch size; an input size under 32; no videos;
-        a checkpoint that does not exist.
+      ArgumentError: an unknown model, method, dataset, schedule, polarity or dtype; a dataset the
+        model has no head for; an area outside (0, 1); a non-positive iteration count or batch size;
+        an input size under 32; no videos; a checkpoint that does not exist.
     """
     method = methods.get(request.method)
     _check_choice("dataset", request.dataset, DATASETS)
