@@ -15,6 +15,6 @@ from vjx.startup_log import hide_missing_tpu_notice
 
 hide_missing_tpu_notice()
 
-__all__ = ["Model", "attribution", "metrics", "ModelSpec", "Video", "VjxError", "get_spec", "list_videos", "load_model", "model_names",
-           "read_video", "sample_frames", "sample_video_path"]
+__all__ = ["Model", "attribution", "metrics", "ModelSpec", "Video", "VjxError", "get_spec", "list_videos",
+           "load_model", "model_names", "read_video", "sample_frames", "sample_video_path"]
 __version__ = "0.1.0"

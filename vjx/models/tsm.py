@@ -13,7 +13,6 @@ Named activations for Grad-CAM: ``layer1`` .. ``layer4``, each ``B x T x h x w x
 """
 from __future__ import annotations
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

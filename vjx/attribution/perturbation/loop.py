@@ -3,9 +3,9 @@
 Every area is an independent optimisation of its own seed masks (the original runs one area per
 call; vjx runs them all). Areas are processed in groups of ``config.area_batch`` (vmapped inside a
 group, groups in turn; by default one group of all); iterations run ``config.iterations_per_call``
-per compiled call (:mod:`vjx.attribution._stepping`). Videos are a batch axis whose energies are summed, as in the
-original. Everything compiled is cached per (model, :class:`Problem`, shapes): new area values do
-not recompile.
+per compiled call (:mod:`vjx.attribution._stepping`). Videos are a batch axis whose energies are
+summed, as in the original. Everything compiled is cached per (model, :class:`Problem`, shapes):
+new area values do not recompile.
 """
 from __future__ import annotations
 
@@ -181,6 +181,9 @@ class Evaluation:
 def hard_masks(masks: jax.Array, kept: jax.Array, per_frame: bool) -> jax.Array:
     """Top-``kept`` values of each mask set to 1, the rest 0 (ties: the lower flat index first).
 
+    The same exact top-``k`` selection as the area loss (:func:`losses.top_values`, no sort), read
+    from the mask's end so that ties go to the lower index.
+
     Args:
       masks: ``B x T x H x W`` in [0, 1].
       kept: int scalar, values set to 1 per mask (per frame if ``per_frame``).
@@ -189,9 +192,7 @@ def hard_masks(masks: jax.Array, kept: jax.Array, per_frame: bool) -> jax.Array:
     """
     b, t, h, w = masks.shape
     flat = masks.reshape(b, t, h * w) if per_frame else masks.reshape(b, 1, t * h * w)
-    order = jnp.argsort(-flat, axis=-1, stable=True)
-    ranks = jnp.argsort(order, axis=-1)
-    return (ranks < kept).astype(jnp.float32).reshape(masks.shape)
+    return losses.top_values(flat[..., ::-1], kept)[..., ::-1].astype(jnp.float32).reshape(masks.shape)
 
 
 def preserved_probability(apply_fn, variables, pyr: jax.Array, targets: jax.Array, masks: jax.Array) -> jax.Array:
