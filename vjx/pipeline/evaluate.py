@@ -168,7 +168,7 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:
-        settings.update(schedule=request.schedule, num_iter=request.num_iter)
+        settings.update(schedule=request.schedule, num_iter=resolved.config.num_iter)   # the schedule's if not given
     return settings
 
 

@@ -52,8 +52,9 @@ def fingerprint(resolved: Resolved) -> dict[str, Any]:
     """What must match for a finished video to be reused by a rerun."""
     request = resolved.request
     return {"model": resolved.spec.name, "dataset": request.dataset, "method": request.method,
-            "areas": list(request.areas), "schedule": request.schedule, "num_iter": request.num_iter,
-            "input_size": request.input_size, "checkpoint": request.checkpoint, "seed": request.seed, "dtype": request.dtype, "target": request.target}
+            "areas": list(request.areas), "schedule": request.schedule, "num_iter": resolved.config.num_iter,
+            "input_size": request.input_size, "checkpoint": request.checkpoint, "seed": request.seed,
+            "dtype": request.dtype, "target": request.target}
 
 
 def rows_for(result: VideoResult, resolved: Resolved) -> list[dict[str, Any]]:
