@@ -3,7 +3,8 @@
     python -m experiments.benchmark_models                      # all models, batch 1, spec sizes
     python -m experiments.benchmark_models --models=i3d,r3d --repeats=5 --json=speed.json
 
-Both sides get the same random weights (torch reference -> converter -> Flax) and the same input.
+Both sides get the same random weights (torch reference -> converter -> Flax) and the same input;
+torch's parameters are frozen, so neither side computes weight gradients.
 Times are the best of --repeats runs after one warm-up (JAX compile excluded and reported apart).
 """
 from __future__ import annotations
@@ -39,9 +40,11 @@ def time_model(name: str, batch: int, size: int | None, repeats: int) -> dict:
     """Times jitted JAX and eager torch forward+backward of ``name``; returns seconds and the ratio."""
     import torch
 
+    from vjx.torch_reference import freeze
     from vjx.torch_reference.parity import twin_models
 
     torch_model, model = twin_models(name)
+    freeze(torch_model)                    # input gradients only, as on the vjx side
     spec = model.spec
     size = size or spec.crop
     video = np.random.default_rng(0).normal(size=(batch, spec.num_frames, size, size, 3)).astype(np.float32)

@@ -137,6 +137,7 @@ def test_benchmark_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(report.read_text())
     assert measured["path_points"] == 2 and measured["vjx_s"] > 0 and measured["torch_s"] > 0
+    assert measured["torch_input_only_s"] > 0 and measured["speedup_input_only"] > 0
     assert_usage_error(run_script("benchmark", "--method", "grad_cam"), "--method 'grad_cam'", tmp_path / "none")
 
 

@@ -25,3 +25,11 @@ def build_torch_model(name: str, num_classes: int | None = None, layout: str | N
     spec = get_spec(name)
     module = importlib.import_module(f"vjx.torch_reference.{_FAMILY[spec.name]}")
     return module.torch_model(spec.name, num_classes or spec.num_classes, layout=layout).eval()
+
+
+def freeze(model):
+    """Stops ``model``'s parameters from collecting gradients, so a backward pass computes input
+    gradients only (what the original's extremal loop does); returns ``model``."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from vjx.attribution.perturbation import losses as jax_losses
+from vjx.torch_reference import freeze
 
 COLDNESS = 20.0
 
@@ -132,8 +133,7 @@ def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str
       ``(masks A x T x H x W, history {"reward", "area_loss"[, "step_loss"]: A x num_iter})``.
     """
     if isinstance(model, torch.nn.Module):         # as the original: gradients for the masks only
-        for p in model.parameters():
-            p.requires_grad_(False)
+        freeze(model)
     _, c, t, h, w = video.shape
     frames = video.transpose(1, 2).reshape(t, c, h, w)
     pert = Perturbation(frames)
