@@ -74,12 +74,11 @@ def planted_apply(variables, video, **kwargs):
 # name its classes "class 0", "class 1", "class 2".
 PLANTED_SPEC = ModelSpec(name="planted", module_path="tests.planted:planted_module", num_frames=T, resize=SIZE,
                          crop=SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), label_set="planted",
-                         num_classes=NUM_CLASSES, gradcam_layer="features", ep_sigma=5.0,
-                         batch_norm_epsilon=1e-5)
+                         num_classes=NUM_CLASSES, gradcam_layer="features", ep_sigma=5.0)
 
 
-def planted_module(num_classes: int = NUM_CLASSES, batch_norm_epsilon: float = 1e-5) -> PlantedEvidence:
-    """The spec's factory: the planted module (NUM_CLASSES logits; it has no BatchNorm)."""
+def planted_module(num_classes: int = NUM_CLASSES) -> PlantedEvidence:
+    """The spec's factory: the planted module (NUM_CLASSES logits; no settings)."""
     assert num_classes == NUM_CLASSES
     return PlantedEvidence()
 

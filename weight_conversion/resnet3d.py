@@ -9,12 +9,9 @@ a Linear (transposed). :func:`entries` lists every (kind, torch prefix) of a var
 from __future__ import annotations
 
 from vjx.errors import VjxError
-from vjx.models.layers import TORCH_BN_EPSILON
 from vjx.models.registry import ModelSpec
 from vjx.models.resnet3d import BLOCKS_PER_STAGE, VARIANTS
 from weight_conversion import common
-
-_MODELS = tuple(VARIANTS)
 
 
 def entries(variant: str) -> list[tuple[str, str]]:
@@ -79,5 +76,4 @@ def to_flax(state: common.StateDict, spec: ModelSpec, head: str | None = None) -
     return out
 
 
-LAYOUTS = (common.Layout("torchvision_video_resnet", models=_MODELS, batch_norm_epsilon=TORCH_BN_EPSILON,
-                         detect=_detect, to_flax=to_flax),)
+LAYOUTS = (common.Layout("torchvision_video_resnet", detect=_detect, to_flax=to_flax),)

@@ -11,7 +11,6 @@ Layouts (see :mod:`vjx.torch_reference.tsm` for the torch modules that produce t
 from __future__ import annotations
 
 from vjx.errors import VjxError
-from vjx.models.layers import TORCH_BN_EPSILON
 from vjx.models.registry import ModelSpec
 from vjx.models.tsm import RESNET50_STAGES
 from weight_conversion.common import (FlatVariables, Layout, StateDict, batch_norm, check_all_used,
@@ -96,8 +95,8 @@ def _epic_to_flax(state: StateDict, spec: ModelSpec, head: str | None = None) ->
 
 
 LAYOUTS = (
-    Layout(name="tsm", models=("tsm_resnet50",), batch_norm_epsilon=TORCH_BN_EPSILON, detect=_detect_tsm,
+    Layout(name="tsm", detect=_detect_tsm,
            to_flax=_tsm_to_flax),
-    Layout(name="tsm_epic", models=("tsm_resnet50",), batch_norm_epsilon=TORCH_BN_EPSILON, detect=_detect_epic,
+    Layout(name="tsm_epic", detect=_detect_epic,
            to_flax=_epic_to_flax),
 )

