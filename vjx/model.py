@@ -47,8 +47,10 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
     Args:
       name: registry name or the original CLI's short name (``i3d``, ``r2plus1d``, ``tsm``, ...).
       pretrained: a bundled weight set; ``"kinetics400"`` for ``i3d`` (DeepMind's RGB I3D).
-      checkpoint: a torch ``.pth``/``.pt``/``.safetensors`` file (converted on the fly) or a directory
-        written by ``python -m weight_conversion.convert``. The model's spec then follows the
+      checkpoint: a torch ``.pth``/``.pt``/``.safetensors`` file (converted on the fly), a directory
+        written by ``python -m weight_conversion.convert``, or a Hugging Face checkpoint directory
+        (``config.json`` + ``model.safetensors`` or ``pytorch_model.bin``) of a VideoMAE or
+        TimeSformer, whose config sets the spec (sizes, frames, image size, ``id2label`` classes). The model's spec then follows the
         checkpoint's network definition (an I3D in the original toolkit's kinetics_i3d_pytorch layout
         gets that definition's BatchNorm epsilon, 1e-5; its family declares each layout's settings).
       label_set: the classes of the head (default: the spec's); ``"epic-kitchens-noun"`` or
@@ -83,7 +85,11 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
 def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> tuple[ModelSpec, Mapping[str, Any]]:
     """The spec of the checkpoint's network (its layout's settings) and its variables."""
     import weight_conversion as wc
+    from weight_conversion import huggingface
 
+    if os.path.isdir(path) and huggingface.is_checkpoint_dir(path):
+        spec, state = huggingface.load_checkpoint_dir(path, spec)
+        return spec, wc.convert_state_dict(state, spec, what=f"checkpoint {path!r}")
     if os.path.isdir(path):
         saved_spec, variables = wc.restore_checkpoint(path)
         if (saved_spec.name, saved_spec.label_set) != (spec.name, spec.label_set):

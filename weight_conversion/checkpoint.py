@@ -66,8 +66,8 @@ def restore_checkpoint(directory: str | os.PathLike) -> tuple[ModelSpec, dict]:
     directory = os.path.abspath(os.fspath(directory))
     meta_path = os.path.join(directory, METADATA)
     if not os.path.isfile(meta_path):
-        raise VjxError(f"{directory!r} is not a vjx checkpoint directory (no {METADATA}); "
-                       "write one with python -m weight_conversion.convert")
+        raise VjxError(f"{directory!r} is not a vjx checkpoint directory (no {METADATA}) nor a Hugging Face "
+                       "one (no config.json); write one with python -m weight_conversion.convert")
     with open(meta_path) as f:
         meta = json.load(f)
     spec = get_spec(meta["model"])

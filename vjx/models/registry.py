@@ -1,8 +1,9 @@
 """The registry: every family's specs by name, its short aliases, and its bundled weights.
 
 Built from the ``FAMILY`` each family module declares (see :mod:`vjx.models.spec`). ``get_spec``
-accepts the registry names (``i3d``, ``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``tsm_resnet50``, ...)
-and the original toolkit's short CLI names (``i3d``, ``r3d``, ``mc3``, ``r2plus1d``, ``tsm``).
+accepts the registry names (``i3d``, ``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``tsm_resnet50``,
+``videomae_base``, ``timesformer_base``) and short names (the original toolkit's ``i3d``, ``r3d``,
+``mc3``, ``r2plus1d``, ``tsm``; ``videomae``, ``timesformer``).
 """
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import difflib
 import functools
 
 from vjx.errors import VjxError
-from vjx.models import i3d, resnet3d, tsm
+from vjx.models import i3d, resnet3d, timesformer, tsm, videomae
 from vjx.models.spec import Family, ModelSpec
 
-FAMILIES: tuple[Family, ...] = (i3d.FAMILY, resnet3d.FAMILY, tsm.FAMILY)
+FAMILIES: tuple[Family, ...] = (i3d.FAMILY, resnet3d.FAMILY, tsm.FAMILY, videomae.FAMILY, timesformer.FAMILY)
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES for spec in family.specs}
 # The original toolkit's --model names.

@@ -35,7 +35,9 @@ def randomize_torch_model(model: torch.nn.Module, seed: int = 0) -> torch.nn.Mod
 
     Conv/linear weights get He-scaled normals so activations stay O(1) through deep nets; BatchNorm
     gets scale ~ U(0.5, 1.5), bias ~ N(0, 0.1), running mean ~ N(0, 0.1), running var ~ U(0.5, 1.5),
-    so a converter that swaps or ignores any of them fails the parity check.
+    so a converter that swaps or ignores any of them fails the parity check. LayerNorms get the
+    BatchNorm's scale and bias; parameters held by no such layer (a transformer's class token and
+    position embeddings) ~ N(0, 0.5).
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -52,6 +54,12 @@ def randomize_torch_model(model: torch.nn.Module, seed: int = 0) -> torch.nn.Mod
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
                 if module.bias is not None:
                     module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            else:
+                for param in module.parameters(recurse=False):
+                    param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
     return model.eval()
 
 
