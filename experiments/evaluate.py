@@ -33,8 +33,9 @@ _PAIRS = flags.DEFINE_string("temporal_pairs", None, "Folder of labelled clips (
                              "'-'): every ordered pair with different labels, joined in time, is a temporal test.")
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame and segments per video of the "
                                    "real clips (header video,kind,start,stop,x0,y0,x1,y1).")
-_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all: grad, "
-                             "grad*input, integrated_grad, smooth_grad, grad_cam, 2d_ep, 3d_ep, step, 3d_ep_smooth).")
+_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all but the "
+                             "transformer-only attention methods: grad, grad*input, integrated_grad, smooth_grad, "
+                             "grad_cam, 2d_ep, 3d_ep, step, 3d_ep_smooth).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the pretrained I3D; "
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> None:
     _processes.start()
 
     from vjx import data, pipeline
-    from vjx.pipeline import evaluate, methods, processes
+    from vjx.pipeline import evaluate, processes
 
     clips = tuple(data.list_videos(_VIDEOS_DIR.value)) if _VIDEOS_DIR.value else ()
     pairs = tuple(data.list_videos(_PAIRS.value)) if _PAIRS.value else ()
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> None:
         target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
-        request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs,
+        request=request, methods=tuple(_METHODS.value or evaluate.Evaluation.methods), pairs=pairs,
         annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value)
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():

@@ -33,11 +33,13 @@ _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders a
                                   "(the label is each name up to its first '-').")
 _VIDEO = flags.DEFINE_string("video", None, "One video file or frame folder (default: the bundled "
                              "Big Buck Bunny clip, (c) Blender Foundation, CC-BY 3.0).")
-_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
+_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3, tsm, videomae or timesformer (or a "
+                             "registry name); the transformers need --checkpoint (a Hugging Face directory).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
                                "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
 _METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrated_grad, smooth_grad, "
-                              "grad_cam, 2d_ep, 3d_ep or step.")
+                              "grad_cam, 2d_ep, 3d_ep or step; on videomae/timesformer also "
+                              "attention_rollout or attention_relevance.")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: fast (the library's "

@@ -121,17 +121,17 @@ def preprocessing(preprocessor: Mapping) -> dict[str, Any]:
     return out
 
 
-def configured_spec(spec: ModelSpec, settings: dict, config: Mapping, preprocessor: Mapping,
-                    what: str) -> ModelSpec:
-    """``spec`` with a transformer config's settings (which include ``num_frames``, ``image_size`` and
-    ``num_layers``), classes and preprocessing; a head of another width than the label set's names
+def configured_spec(spec: ModelSpec, settings: dict, config: Mapping, preprocessor: Mapping, what: str, *,
+                    gradcam_layer: str) -> ModelSpec:
+    """``spec`` with a transformer config's settings (which include ``num_frames`` and ``image_size``),
+    Grad-CAM layer, classes and preprocessing; a head of another width than the label set's names
     its classes by ``id2label`` alone (label set ``"checkpoint"``)."""
     num_classes = len(config["id2label"]) if config.get("id2label") else spec.num_classes
     fields = dict(settings=settings, num_frames=settings["num_frames"], crop=settings["image_size"],
                   resize=settings["image_size"], num_classes=num_classes,
                   class_names=class_names(config, num_classes, what),
                   label_set=spec.label_set if num_classes == spec.num_classes else "checkpoint",
-                  gradcam_layer=f"layer{settings['num_layers']}")
+                  gradcam_layer=gradcam_layer)
     return dataclasses.replace(spec, **{**fields, **preprocessing(preprocessor)})
 
 

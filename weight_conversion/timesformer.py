@@ -60,7 +60,9 @@ def spec_from_config(config, preprocessor, spec: ModelSpec, *, what: str) -> Mod
                        f"attention_type {attention_type!r}, hidden_act {config.get('hidden_act')!r}")
     if settings["hidden_size"] % settings["num_heads"]:
         raise VjxError(f"{what}: hidden_size must divide by num_attention_heads")
-    return hf.configured_spec(spec, settings, config, preprocessor, what)
+    # the last block's patch outputs never reach the class token: Grad-CAM reads that block's input
+    return hf.configured_spec(spec, settings, config, preprocessor, what,
+                              gradcam_layer=f"layer{settings['num_layers'] - 1}")
 
 
 def to_flax(state: StateDict, spec: ModelSpec, head: str | None = None) -> FlatVariables:

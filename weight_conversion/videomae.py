@@ -61,7 +61,7 @@ def spec_from_config(config, preprocessor, spec: ModelSpec, *, what: str) -> Mod
                        f"{config.get('hidden_act')!r} and {config.get('num_channels')!r}")
     if settings["hidden_size"] % settings["num_heads"] or settings["num_frames"] % settings["tubelet_size"]:
         raise VjxError(f"{what}: hidden_size must divide by num_attention_heads and num_frames by tubelet_size")
-    return hf.configured_spec(spec, settings, config, preprocessor, what)
+    return hf.configured_spec(spec, settings, config, preprocessor, what, gradcam_layer=f"layer{settings['num_layers']}")
 
 
 def _rename(state: StateDict) -> dict:

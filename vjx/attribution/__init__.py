@@ -6,6 +6,7 @@ returns maps at input resolution plus diagnostics.
 """
 from vjx.attribution.backprop import (Attribution, GradientConfig, IntegratedGradientsConfig, SmoothGradConfig,
                                      gradient, gradient_x_input, integrated_gradients, smooth_grad)
+from vjx.attribution.attention import AttentionConfig, attention_relevance, attention_rollout
 from vjx.attribution.gradcam import GradCamConfig, grad_cam
 from vjx.attribution.extremal import (ExtremalConfig, ExtremalResult, ep2d, ep3d, ep3d_temporal_smoothing,
                                      step)

@@ -19,7 +19,7 @@ from vjx.attribution import _stepping
 from vjx.attribution._common import check_inputs, resolve_model
 from vjx.attribution._stepping import Progress
 from vjx.attribution.backprop import Attribution, target_logits, target_summary
-from vjx.attribution.display import min_max_normalize
+from vjx.attribution.display import min_max_normalize, to_input_size
 from vjx.errors import VjxError
 
 
@@ -79,10 +79,7 @@ def _grad_cam_core(apply_fn, variables, x, targets, *, path: tuple[str, ...], no
     d_activation, (logits, activation) = jax.grad(run, has_aux=True)(zeros[path])
     weights = d_activation.mean(axis=(2, 3), keepdims=True)                     # B T' 1 1 C
     raw = jax.nn.relu((weights * activation).sum(-1))                          # B T' H' W'
-    cam = min_max_normalize(raw) if normalize else raw
-    b, t, h, w = x.shape[:4]
-    cam = cam[:, (jnp.arange(t) * cam.shape[1]) // t]                           # nearest in time
-    maps = jax.image.resize(cam, (b, t, h, w), method="bilinear")
+    maps = to_input_size(min_max_normalize(raw) if normalize else raw, x.shape[1:4])
     return maps, raw, *target_summary(logits, targets)
 
 

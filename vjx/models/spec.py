@@ -46,7 +46,9 @@ class ModelSpec:
         (I3D in the kinetics_i3d_pytorch layout uses BatchNorm epsilon 1e-5, DeepMind's 1e-3) and
         a transformer checkpoint sets its sizes; converting a checkpoint sets them.
       class_names: class names a checkpoint brings (Hugging Face ``id2label``); empty: the label set's.
-      attention: whether the module sows its attention maps (see :mod:`vjx.attribution.attention`).
+      attention: how the module's sown attention maps mix its tokens: ``"joint"`` (VideoMAE),
+        ``"divided"`` (TimeSformer), or ``""`` for a model without attention (see
+        :mod:`vjx.attribution.attention`).
     """
 
     name: str
@@ -62,7 +64,7 @@ class ModelSpec:
     ep_sigma: float
     settings: Mapping[str, Any] = FrozenDict()
     class_names: tuple[str, ...] = ()
-    attention: bool = False
+    attention: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "settings", FrozenDict(self.settings))

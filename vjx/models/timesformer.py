@@ -13,8 +13,10 @@ sequence is the class token followed by the patch tokens in (patch, frame) order
 
 A final ``layernorm``; the class token goes to ``classifier``. Submodules are named after the
 Hugging Face state dict (``layer_3/temporal_qkv`` is ``timesformer.encoder.layer.3.temporal_attention.
-attention.qkv``), so ``weight_conversion.timesformer`` is a table. Taps: ``layer1`` .. ``layerL``, the
-patch tokens after each block as ``B x T x S/patch x S/patch x D`` (class token dropped); sown
+attention.qkv``), so ``weight_conversion.timesformer`` is a table. Taps: ``layer0`` (the embedded
+patches) .. ``layerL``, the patch tokens after each block as ``B x T x S/patch x S/patch x D`` (class
+token dropped). Grad-CAM's default is ``layer{L-1}``, the last block's input: the last block's patch
+outputs never reach the class token, so their gradient is zero. Sown
 attention maps ``layer_i/temporal`` (``B*P x heads x T x T``) and ``layer_i/spatial``
 (``B*T x heads x (1+P) x (1+P)``, class token first), see :mod:`vjx.models.vit`.
 """
@@ -107,11 +109,12 @@ class TimeSformer(nn.Module):
         patches = x.reshape(b, t, p, d) + position[:, None, 1:]                    # B T P D
         patches = patches.transpose(0, 2, 1, 3) + time[:, None]                    # B P T D
         x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, d)), patches.reshape(b, p * t, d)], axis=1)
-        for i in range(self.num_layers):
-            x = Block(t, self.num_heads, self.intermediate_size, self.layer_norm_eps, self.qkv_bias,
-                      name=f"layer_{i}")(x)
+        for i in range(self.num_layers + 1):
+            if i:
+                x = Block(t, self.num_heads, self.intermediate_size, self.layer_norm_eps, self.qkv_bias,
+                          name=f"layer_{i - 1}")(x)
             tokens = x[:, 1:].reshape(b, *grid, t, d).transpose(0, 3, 1, 2, 4)      # B T h w D
-            tokens = tap(self, f"layer{i + 1}", tokens).transpose(0, 2, 3, 1, 4).reshape(b, p * t, d)
+            tokens = tap(self, f"layer{i}", tokens).transpose(0, 2, 3, 1, 4).reshape(b, p * t, d)
             x = jnp.concatenate([x[:, :1], tokens], axis=1)
         x = nn.LayerNorm(self.layer_norm_eps, name="layernorm")(x)
         return nn.Dense(self.num_classes, name="classifier")(x[:, 0])
@@ -125,7 +128,7 @@ def timesformer(num_classes: int = 400, **settings) -> TimeSformer:
 FAMILY = Family(
     specs=(ModelSpec(name="timesformer_base", module_path="vjx.models.timesformer:timesformer", num_frames=8,
                      resize=224, crop=224, mean=MEAN, std=STD, label_set="kinetics400", num_classes=400,
-                     gradcam_layer="layer12", ep_sigma=23.0, settings=VIT_B, attention=True),),
+                     gradcam_layer="layer11", ep_sigma=23.0, settings=VIT_B, attention="divided"),),
     layouts={"hf_timesformer": {}},
     converter="weight_conversion.timesformer",
     twin="vjx.torch_reference.video_transformers",

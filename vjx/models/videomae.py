@@ -8,7 +8,8 @@ without). The head mean-pools the tokens and applies ``fc_norm`` (LayerNorm, eps
 
 Submodules are named after the Hugging Face state dict (``layer_3/query`` is
 ``videomae.encoder.layer.3.attention.attention.query``), so ``weight_conversion.videomae`` is a table.
-Taps: ``layer1`` .. ``layerL``, each block's output as a token map ``B x T/tubelet x S/patch x S/patch x D``;
+Taps: ``layer0`` (the embedded tubelets) .. ``layerL``, each block's output as a token map
+``B x T/tubelet x S/patch x S/patch x D`` (Grad-CAM's default: ``layerL``, which the mean pooling reads);
 every block's attention ``B x heads x N x N`` is sown as ``layer_i/attention`` (see :mod:`vjx.models.vit`).
 """
 from __future__ import annotations
@@ -79,9 +80,11 @@ class VideoMAE(nn.Module):
         b, grid = x.shape[0], x.shape[1:4]                                    # T/t, S/p, S/p
         x = x.reshape(b, -1, self.hidden_size)
         x = x + jnp.asarray(sinusoid_table(x.shape[1], self.hidden_size))[None]
-        for i in range(self.num_layers):
-            x = Block(self.num_heads, self.intermediate_size, self.layer_norm_eps, self.qkv_bias, name=f"layer_{i}")(x)
-            x = tap(self, f"layer{i + 1}", x.reshape(b, *grid, -1)).reshape(x.shape)
+        for i in range(self.num_layers + 1):
+            if i:
+                x = Block(self.num_heads, self.intermediate_size, self.layer_norm_eps, self.qkv_bias,
+                          name=f"layer_{i - 1}")(x)
+            x = tap(self, f"layer{i}", x.reshape(b, *grid, -1)).reshape(x.shape)
         if self.use_mean_pooling:
             x = nn.LayerNorm(1e-5, name="fc_norm")(x.mean(axis=1))
         else:
@@ -97,7 +100,7 @@ def videomae(num_classes: int = 400, **settings) -> VideoMAE:
 FAMILY = Family(
     specs=(ModelSpec(name="videomae_base", module_path="vjx.models.videomae:videomae", num_frames=16, resize=224,
                      crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, label_set="kinetics400", num_classes=400,
-                     gradcam_layer="layer12", ep_sigma=23.0, settings=VIT_B, attention=True),),
+                     gradcam_layer="layer12", ep_sigma=23.0, settings=VIT_B, attention="joint"),),
     layouts={"hf_videomae": {}},
     converter="weight_conversion.videomae",
     twin="vjx.torch_reference.video_transformers",

@@ -63,7 +63,8 @@ class Evaluation:
         its iterations), the ``target`` rule for real clips, ``seed``, ``dtype``,
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
-      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
+      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order (default: those
+        that apply to every model, i.e. all but the attention methods).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
@@ -71,7 +72,7 @@ class Evaluation:
     """
 
     request: Request
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = tuple(name for name, method in METHODS.items() if not method.needs_attention)
     pairs: tuple[str, ...] = ()
     annotations: str | None = None
     curve_steps: int = 20

@@ -13,7 +13,8 @@ name.
     explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
 
 The names are the original toolkit's ``--vis_method`` values, plus ``3d_ep_smooth`` (the paper's
-Table 4 baseline, which the original's command line does not offer).
+Table 4 baseline, which the original's command line does not offer) and the attention methods of
+the video transformers (``attention_rollout``, ``attention_relevance``).
 """
 from __future__ import annotations
 
@@ -62,12 +63,19 @@ class Method:
       make_config: ``(request, spec) -> config``: the function's config for a request (any object
         with ``areas``, ``schedule``, ``num_iter`` and ``polarity``) and a model spec.
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
+      needs_attention: True for the methods that read a transformer's attention maps (the model's
+        spec has ``attention``); they do not apply to the CNNs.
     """
 
     name: str
     function: Callable[..., Any]
     make_config: Callable[[Any, ModelSpec], Any]
     extremal: bool = False
+    needs_attention: bool = False
+
+    def applies_to(self, spec: ModelSpec) -> bool:
+        """Whether the method can explain the model of ``spec``."""
+        return bool(spec.attention) or not self.needs_attention
 
     def row_names(self, config: Any) -> tuple[str, ...]:
         """The labels of an explanation's map rows."""
@@ -119,6 +127,10 @@ def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
     return attribution.GradCamConfig(layer=spec.gradcam_layer)
 
 
+def _attention_config(request, spec: ModelSpec) -> attribution.AttentionConfig:
+    return attribution.AttentionConfig()
+
+
 def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
     """The request's areas and schedule; the iterations written out (the schedule's if not given), so
     that summaries say them."""
@@ -138,6 +150,9 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     Method("step", attribution.step, _extremal_config, extremal=True),
     # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
     Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config, extremal=True),
+    # Video transformers only (VideoMAE, TimeSformer).
+    Method("attention_rollout", attribution.attention_rollout, _attention_config, needs_attention=True),
+    Method("attention_relevance", attribution.attention_relevance, _attention_config, needs_attention=True),
 )}
 
 

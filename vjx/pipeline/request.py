@@ -169,6 +169,9 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
                                     "EPIC-Kitchens heads); use kinetics, or the tsm model")
             spec = spec.with_label_set(label_set)
         weights = _choose_weights(request, spec)
+    if not method.applies_to(spec):
+        raise ArgumentError("method", f"{method.name!r} reads attention maps, which {spec.name} does not have; "
+                            "use it with videomae or timesformer")
     if request.input_size is not None:
         if request.input_size < MIN_INPUT_SIZE:
             raise ArgumentError("input_size", f"must be at least {MIN_INPUT_SIZE} pixels, got {request.input_size}")
