@@ -92,7 +92,8 @@ def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> tuple[Mode
         return spec, wc.convert_state_dict(state, spec, what=f"checkpoint {path!r}")
     if os.path.isdir(path):
         saved_spec, variables = wc.restore_checkpoint(path)
-        if (saved_spec.name, saved_spec.label_set) != (spec.name, spec.label_set):
+        # a checkpoint that names its own classes (a converted Hugging Face one) brings its head
+        if saved_spec.name != spec.name or (saved_spec.label_set != spec.label_set and not saved_spec.class_names):
             raise VjxError(f"checkpoint {path!r} holds {saved_spec.name} ({saved_spec.label_set}), "
                            f"not {spec.name} ({spec.label_set}); pick the matching model")
         return saved_spec, variables

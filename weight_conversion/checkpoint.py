@@ -26,7 +26,8 @@ from vjx.errors import VjxError
 from vjx.models.registry import ModelSpec, get_spec
 
 METADATA = "vjx_model.json"
-SAVED_FIELDS = ("label_set", "num_classes", "settings", "class_names", "num_frames", "resize", "crop", "mean", "std")
+SAVED_FIELDS = ("label_set", "num_classes", "settings", "class_names", "num_frames", "resize", "crop", "mean", "std",
+                "gradcam_layer")
 
 
 def save_checkpoint(directory: str | os.PathLike, variables, spec: ModelSpec) -> None:
