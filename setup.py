@@ -28,6 +28,7 @@ setup(
     extras_require={
         # torch>=2.6: older torch.load can run code even with weights_only=True (CVE-2025-32434).
         "torch": ["torch>=2.6"],
-        "test": ["pytest>=7", "torch>=2.6"],
+        # transformers: the reference of the VideoMAE / TimeSformer parity tests (their own classes).
+        "test": ["pytest>=7", "torch>=2.6", "transformers==5.23.0"],
     },
 )
