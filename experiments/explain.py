@@ -58,10 +58,12 @@ _TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folde
                               "prediction), pred, or a class name.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Videos per compiled call.")
+_PATH_BATCH = flags.DEFINE_integer("path_batch", 5, "integrated_grad path points / smooth_grad samples per "
+                                   "forward+backward pass; 1 bounds memory on long clips (ViT-B, 16 frames).")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _NUM_ITER, _AREAS,
               _INPUT_SIZE, _POLARITY,
-              _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
+              _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _PATH_BATCH, _DTYPE)
 
 
 def video_paths() -> tuple[str, ...]:
@@ -100,7 +102,7 @@ def main(argv: list[str]) -> None:
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
         polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir,
-        seed=_SEED.value, batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values, **given)
+        seed=_SEED.value, batch_size=_BATCH.value, path_batch=_PATH_BATCH.value, dtype=_DTYPE.value, flags=flag_values, **given)
     summary = pipeline.explain(request)
     for entry in summary["videos"]:
         line = f"{entry['video']}: target {entry['target_name']!r} ({entry['target_source']})"

@@ -203,3 +203,18 @@ def test_divided_rollout_is_the_product_of_full_token_matrices():
     ours = attention._propagate([{k: jax.numpy.asarray(v) for k, v in blk.items()} for blk in blocks], (t, h, w), b,
                                 structure="divided", alpha=0.5, beta=0.5, untouched=1.0, mean_pooled=False)
     np.testing.assert_allclose(ours[0], expected, rtol=1e-5)
+
+
+def test_explain_run_on_a_hugging_face_checkpoint(checkpoints, planted_videos, tmp_path):
+    """A user's whole run: a checkpoint directory, a clip, an attention method -> files. The clip is
+    prepared by the checkpoint's spec (4 frames of 32 px), not the registry's (16 of 224)."""
+    from vjx import pipeline
+
+    _, path, _ = checkpoints["videomae"]
+    request = pipeline.Request(videos=(planted_videos[0],), model="videomae", checkpoint=path,
+                               method="attention_relevance", output_dir=str(tmp_path / "out"), progress=False)
+    summary = pipeline.explain(request)
+    (video,) = summary["videos"]
+    assert video["target_name"].startswith("action ")
+    with pytest.raises(vjx.VjxError, match="attention maps, which r3d_18 does not have"):
+        pipeline.resolve(dataclasses.replace(request, model="r3d", checkpoint=None))

@@ -51,19 +51,32 @@ class AttentionConfig:
     """Options of :func:`attention_rollout` and :func:`attention_relevance`.
 
     Attributes:
+      structure: ``"joint"`` or ``"divided"`` (see the module docstring); default the vjx.Model
+        spec's ``attention``.
+      mean_pooled: whether the head reads the mean of the tokens (``"joint"``; else the first
+        token); default the spec's ``use_mean_pooling`` setting.
       normalize: min-max normalise each video's map.
     """
 
+    structure: str | None = None
+    mean_pooled: bool | None = None
     normalize: bool = True
 
+    @classmethod
+    def for_spec(cls, spec) -> "AttentionConfig":
+        """The config of a model spec (its attention structure and pooling)."""
+        return cls(structure=spec.attention, mean_pooled=bool(spec.settings.get("use_mean_pooling", False)))
 
-def _structure(model) -> str:
-    structure = getattr(getattr(model, "spec", None), "attention", "")
-    if structure not in STRUCTURES:
-        name = getattr(getattr(model, "spec", None), "name", type(model).__name__)
+
+def _resolve(model, config: AttentionConfig) -> AttentionConfig:
+    spec = getattr(model, "spec", None)
+    if config.structure is None and spec is not None:
+        config = dataclasses.replace(AttentionConfig.for_spec(spec), normalize=config.normalize)
+    if config.structure not in STRUCTURES:
+        name = getattr(spec, "name", "this model")
         raise VjxError(f"attention explanations need a video transformer's attention maps; {name} has none "
                        "(use videomae or timesformer, or another method)")
-    return structure
+    return config
 
 
 def _blocks(tree) -> list[dict[str, jax.Array]]:
@@ -133,12 +146,11 @@ def _relevance_core(apply_fn, variables, x, targets, *, structure, grid, mean_po
 
 
 def _attention_method(core, model, videos, targets, config, variables, progress) -> Attribution:
-    structure = _structure(model)
+    config = _resolve(model, config)
     apply_fn, variables = resolve_model(model, variables)
     x, t = check_inputs(apply_fn, variables, videos, targets)
-    grid = _grid(apply_fn, variables, x)
-    maps, raw, logit, prob = core(apply_fn, variables, x, t, structure=structure, grid=grid,
-                                  mean_pooled=bool(model.spec.settings.get("use_mean_pooling", False)),
+    maps, raw, logit, prob = core(apply_fn, variables, x, t, structure=config.structure,
+                                  grid=_grid(apply_fn, variables, x), mean_pooled=bool(config.mean_pooled),
                                   normalize=config.normalize)
     _stepping.finished(progress, maps)
     return Attribution(maps, raw, logit, prob)
@@ -150,7 +162,8 @@ def attention_rollout(model, videos, targets, config: AttentionConfig = Attentio
     """Attention rollout (Abnar & Zuidema 2020) of a video transformer; class-agnostic.
 
     Args:
-      model: a ``vjx.Model`` whose spec has ``attention`` (VideoMAE, TimeSformer).
+      model: a ``vjx.Model`` whose spec has ``attention`` (VideoMAE, TimeSformer), or its
+        ``apply_fn`` with ``variables=`` and a config that names the structure.
       videos: float32 ``B x T x H x W x 3``; targets: int ``B`` (only for the reported logits).
       config: normalisation. variables: weights overriding the model's. key: unused.
       progress: optional ``progress(done, total)``, called once at the end.

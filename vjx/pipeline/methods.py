@@ -61,7 +61,7 @@ class Method:
       function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
         vjx.attribution.
       make_config: ``(request, spec) -> config``: the function's config for a request (any object
-        with ``areas``, ``schedule``, ``num_iter`` and ``polarity``) and a model spec.
+        with ``areas``, ``schedule``, ``num_iter``, ``polarity`` and ``path_batch``) and a model spec.
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
       needs_attention: True for the methods that read a transformer's attention maps (the model's
         spec has ``attention``); they do not apply to the CNNs.
@@ -116,11 +116,12 @@ def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
 
 
 def _integrated_gradients_config(request, spec: ModelSpec) -> attribution.IntegratedGradientsConfig:
-    return attribution.IntegratedGradientsConfig(polarity=request.polarity, mean=spec.mean, std=spec.std)
+    return attribution.IntegratedGradientsConfig(polarity=request.polarity, mean=spec.mean, std=spec.std,
+                                                 batch_size=request.path_batch)
 
 
 def _smooth_grad_config(request, spec: ModelSpec) -> attribution.SmoothGradConfig:
-    return attribution.SmoothGradConfig()
+    return attribution.SmoothGradConfig(batch_size=request.path_batch)
 
 
 def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
@@ -128,7 +129,7 @@ def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
 
 
 def _attention_config(request, spec: ModelSpec) -> attribution.AttentionConfig:
-    return attribution.AttentionConfig()
+    return attribution.AttentionConfig.for_spec(spec)
 
 
 def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:

@@ -60,6 +60,8 @@ class Request:
       output_dir: where the files go (created; removed again on failure if this run created it).
       seed: PRNG seed (random init, SmoothGrad noise, STEP tie-breaking).
       batch_size: videos per compiled call.
+      path_batch: path points (integrated_grad) or noisy copies (smooth_grad) per forward/backward
+        pass; 1 bounds memory on long clips (a 16-frame ViT-B), larger is faster where memory allows.
       dtype: ``float32`` or ``bfloat16`` compute for the model (masks stay float32).
       flags: the command line's flags, recorded in the summary.
       progress: show tqdm progress bars on stderr.
@@ -79,6 +81,7 @@ class Request:
     output_dir: str = "visual_res"
     seed: int = 0
     batch_size: int = 1
+    path_batch: int = 5
     dtype: str = "float32"
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     progress: bool = True
@@ -181,6 +184,7 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
     if request.num_iter is not None:
         _check_positive("num_iter", request.num_iter)
     _check_positive("batch_size", request.batch_size)
+    _check_positive("path_batch", request.path_batch)
     _check_choice("polarity", request.polarity, POLARITIES)
     _check_choice("dtype", request.dtype, DTYPES)
     if not request.videos:
@@ -213,3 +217,14 @@ def load_model(resolved: Resolved) -> Model:
     warnings.warn(f"no weights for {spec.name} on {request.dataset}: using RANDOM weights (seed "
                   f"{request.seed}); pass a checkpoint for meaningful explanations", stacklevel=2)
     return load_registry_model(spec.name, label_set=spec.label_set, seed=request.seed)
+
+
+def follow_checkpoint(resolved: Resolved, model: Model) -> Resolved:
+    """``resolved`` with the spec of the model a checkpoint built (a Hugging Face config sets a
+    transformer's frames, size, normalisation and Grad-CAM layer) and the method's config made for it."""
+    if resolved.weights.source != "checkpoint" or model.spec == resolved.spec:
+        return resolved
+    spec = model.spec
+    if resolved.request.input_size is not None:
+        spec = spec.at_size(resolved.spec.crop, resolved.spec.ep_sigma)
+    return dataclasses.replace(resolved, spec=spec, config=resolved.method.make_config(resolved.request, spec))

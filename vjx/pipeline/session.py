@@ -20,7 +20,7 @@ from vjx.pipeline.files import OutputWriter, json_bytes
 from vjx.pipeline.inputs import display_frames, model_input, read_videos
 from vjx.pipeline.methods import Explanation
 from vjx.pipeline.progress import progress_bar
-from vjx.pipeline.request import Request, Resolved, load_model, resolve
+from vjx.pipeline.request import Request, Resolved, follow_checkpoint, load_model, resolve
 from vjx.pipeline.runner import Runner
 from vjx.pipeline.targets import choose_target, class_names
 
@@ -69,6 +69,7 @@ class Session:
     def open(cls, resolved: Resolved, sharding: jax.sharding.Sharding | None = None) -> "Session":
         """Loads the weights and prepares the model (``sharding``: a NamedSharding of the batch axis)."""
         model = load_model(resolved)
+        resolved = follow_checkpoint(resolved, model)
         request = resolved.request
         runner = Runner(model, resolved.method, resolved.config, request.dtype, request.seed, sharding)
         return cls(resolved, model, class_names(model.spec), runner)
