@@ -60,12 +60,9 @@ def load_checkpoint_dir(path: str, spec: ModelSpec) -> tuple[ModelSpec, StateDic
       path: the directory.
       spec: the registry spec the caller asked for; the checkpoint must be of its family.
     Raises:
-      VjxError: no config, a ``model_type`` vjx has no family for, a config of another model, or no
-        weight file.
+      VjxError: an unreadable config, a ``model_type`` vjx has no family for, a config of another
+        model, or no weight file.
     """
-    if not is_checkpoint_dir(path):
-        raise VjxError(f"{path!r} has no {CONFIG}; a Hugging Face checkpoint directory needs the config "
-                       "its model was saved with (save_pretrained writes it)")
     config = _read_json(os.path.join(path, CONFIG))
     readers = converters()
     model_type = config.get("model_type")
