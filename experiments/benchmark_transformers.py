@@ -26,6 +26,8 @@ _MODEL = flags.DEFINE_string("model", "videomae", "videomae or timesformer (the 
 _IG_STEPS = flags.DEFINE_integer("ig_steps", 3, "Path points of the integrated-gradients run (timed per point).")
 _PATH_BATCH = flags.DEFINE_integer("path_batch", 1, "Path points per forward/backward pass (IG's batch_size).")
 _STEP_ITERS = flags.DEFINE_integer("step_iters", 3, "STEP iterations (timed per iteration).")
+_STAGES = flags.DEFINE_list("stages", ["attention_rollout", "attention_relevance", "step", "integrated_grad"],
+                            "What to run, in order (peak memory only grows: run a stage alone for its own peak).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 
 
@@ -51,8 +53,8 @@ def _gaps(run) -> tuple[float, float]:
     return float(gaps[0]), float(gaps[1:].mean())
 
 
-def benchmark(name: str, ig_steps: int, path_batch: int, step_iters: int) -> dict:
-    """Times the attention methods, STEP and IG on ``name`` at its base size; returns the numbers."""
+def benchmark(name: str, stages: list[str], ig_steps: int, path_batch: int, step_iters: int) -> dict:
+    """Times ``stages`` (attention methods, STEP, IG) on ``name`` at its base size; returns the numbers."""
     import vjx
     from vjx import attribution
 
@@ -61,14 +63,18 @@ def benchmark(name: str, ig_steps: int, path_batch: int, step_iters: int) -> dic
     video = np.random.default_rng(0).normal(size=(1, spec.num_frames, spec.crop, spec.crop, 3)).astype(np.float32)
     target = np.array([0])
     out = {"model": spec.name, "input": f"1x{spec.num_frames}x{spec.crop}x{spec.crop}x3"}
-    for method in ("attention_rollout", "attention_relevance"):
+    for method in [stage for stage in stages if stage.startswith("attention_")]:
         first, again = _timed(lambda: getattr(attribution, method)(model, video, target))
         out[method] = {"first_call_s": first, "s": again, "peak_gib": _peak_gib()}
         print(method, out[method], flush=True)
-    config = attribution.ExtremalConfig(areas=(0.1,), num_iter=step_iters, iterations_per_call=1, sigma=spec.ep_sigma)
-    first, per = _gaps(lambda progress: attribution.step(model, video, target, config, progress=progress))
-    out["step"] = {"first_iteration_s": first, "s_per_iteration": per, "peak_gib": _peak_gib()}
-    print("step", out["step"], flush=True)
+    if "step" in stages:
+        config = attribution.ExtremalConfig(areas=(0.1,), num_iter=step_iters, iterations_per_call=1,
+                                            sigma=spec.ep_sigma)
+        first, per = _gaps(lambda progress: attribution.step(model, video, target, config, progress=progress))
+        out["step"] = {"first_iteration_s": first, "s_per_iteration": per, "peak_gib": _peak_gib()}
+        print("step", out["step"], flush=True)
+    if "integrated_grad" not in stages:
+        return out
     config = attribution.IntegratedGradientsConfig(steps=ig_steps, batch_size=path_batch)
     first, per = _gaps(lambda progress: attribution.integrated_gradients(model, video, target, config,
                                                                          progress=progress))
@@ -80,7 +86,7 @@ def benchmark(name: str, ig_steps: int, path_batch: int, step_iters: int) -> dic
 
 def main(argv: list[str]) -> None:
     _cli.no_extra_arguments(argv)
-    result = benchmark(_MODEL.value, _IG_STEPS.value, _PATH_BATCH.value, _STEP_ITERS.value)
+    result = benchmark(_MODEL.value, _STAGES.value, _IG_STEPS.value, _PATH_BATCH.value, _STEP_ITERS.value)
     if _JSON.value:
         from vjx.pipeline.files import write_json
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
