@@ -14,7 +14,8 @@ from vjx.models.registry import ALIASES, FAMILIES, MODELS
 
 def test_short_names_map_onto_registry():
     assert {alias: vjx.get_spec(alias).name for alias in ALIASES} == {
-        "r3d": "r3d_18", "mc3": "mc3_18", "r2plus1d": "r2plus1d_18", "tsm": "tsm_resnet50"}
+        "r3d": "r3d_18", "mc3": "mc3_18", "r2plus1d": "r2plus1d_18", "tsm": "tsm_resnet50",
+        "videomae": "videomae_base", "timesformer": "timesformer_base"}
     assert vjx.get_spec("i3d").gradcam_layer == "mixed_5c"
     assert {s.ep_sigma for s in MODELS.values() if s.crop == 112} == {11.0}
     assert {s.ep_sigma for s in MODELS.values() if s.crop == 224} == {23.0}
