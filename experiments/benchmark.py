@@ -48,6 +48,9 @@ _PER_CALL = flags.DEFINE_integer("iterations_per_call", None, "Iterations per co
 _SKIP_TORCH = flags.DEFINE_bool("skip_torch", False, "Time vjx only.")
 _COST = flags.DEFINE_bool("cost", False, "Also report XLA's cost and memory analyses of one all-areas iteration.")
 _COST_ONLY = flags.DEFINE_bool("cost_only", False, "Only the cost and memory analyses (nothing is run).")
+_SPLIT = flags.DEFINE_bool("split", False, "Only time one area-iteration against the model's forward + input "
+                           "gradient alone and against the mask machinery alone (a model that costs nothing), "
+                           "in turn in one run (--num_iter repeats, at least 3).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 
 _TORCH_METHOD = {"2d_ep": "2d", "3d_ep": "3d", "step": "step"}
@@ -151,6 +154,44 @@ def cost_analysis(method, model, x, targets, config) -> dict:
             "peak_memory_gib": whole["peak_bytes"] / 2 ** 30}
 
 
+def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
+    """Per area-iteration of the default schedule: the model's forward + input gradient alone, the whole
+    iteration, and the iteration with a model that costs nothing (the mask machinery alone), timed in
+    turn in one run. Every timed iteration includes the straight-through hard-mask pass.
+
+    Medians of ``repeats`` calls each, after one call that compiles.
+    """
+    import dataclasses
+
+    import jax
+
+    from vjx.attribution.perturbation import config as config_module
+    from vjx.attribution.perturbation import loop, warm_start
+
+    name = method.function.__name__
+    # the default schedule, every timed iteration in its straight-through phase (its costlier one)
+    config = dataclasses.replace(config, schedule=config_module.DEFAULT_SCHEDULE, num_iter=None, area_batch=1,
+                                 hard_from=0.0)
+    resolved, geometry = config_module.resolve(name, config, *x.shape[1:4], model.spec.ep_sigma)
+    problem = loop.Problem.of(name, geometry, resolved)
+    area = resolved.areas[len(resolved.areas) // 2]
+    calls = {"model": lambda: warm_start.gradient_map(model.apply_fn, model.variables, x, targets),
+             "iteration": loop.iteration_runner(model.apply_fn, problem, area, model.variables, x, targets),
+             "machinery": loop.iteration_runner(_free_model, problem, area, {}, x, targets)}
+    seconds = {k: [] for k in calls}
+    for call in calls.values():
+        jax.block_until_ready(call())
+    for _ in range(repeats):
+        for k, call in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            seconds[k].append(time.perf_counter() - start)
+    ms = {k: 1e3 * statistics.median(v) for k, v in seconds.items()}
+    return {"split_area": area, "split_repeats": repeats, "model_ms": ms["model"], "iteration_ms": ms["iteration"],
+            "machinery_ms": ms["machinery"], "machinery_to_model": ms["machinery"] / ms["model"],
+            "iteration_minus_model_to_model": (ms["iteration"] - ms["model"]) / ms["model"]}
+
+
 def run() -> dict:
     """Times both implementations (and/or analyses the compiled iteration); returns the measurements."""
     import jax
@@ -193,6 +234,9 @@ def run() -> dict:
     if _COST.value or _COST_ONLY.value:
         result.update(cost_analysis(method, model, x, targets, config))
     if _COST_ONLY.value:
+        return result
+    if _SPLIT.value:
+        result.update(iteration_split(method, model, x, targets, config, max(n, 3)))
         return result
 
     stamps: list[float] = []
@@ -248,6 +292,12 @@ def main(argv: list[str]) -> None:
               f"{result['iteration_bytes'] / 1e9:.1f} GB "
               f"accessed (machinery {100 * result['machinery_to_model_bytes']:.1f}% of the model's), "
               f"peak memory {result['peak_memory_gib']:.1f} GiB")
+    if "model_ms" in result:
+        print(f"  one area-iteration (area {result['split_area']}, median of {result['split_repeats']}): "
+              f"model forward + input gradient {result['model_ms']:.0f} ms   whole iteration "
+              f"{result['iteration_ms']:.0f} ms (+{100 * result['iteration_minus_model_to_model']:.0f}% of the "
+              f"model)   mask machinery alone {result['machinery_ms']:.0f} ms "
+              f"({100 * result['machinery_to_model']:.0f}% of the model)")
     if "vjx_per_iter_ms" in result:
         print(f"  vjx   {result['vjx_per_iter_ms']:9.1f} ms/iteration (all areas; first call with compilation "
               f"{result['vjx_first_call_s']:.1f} s, second call {result['vjx_s']:.1f} s)")
