@@ -1,6 +1,6 @@
 """Explain what a video classifier looks at: the original toolkit's main.py, in vjx.
 
-    python -m experiments.explain                 # pretrained I3D, bundled clip, STEP (CPU: one area, 112 px)
+    python -m experiments.explain                 # pretrained I3D at 224 px, bundled clip, STEP (CPU: one area)
     python -m experiments.explain --videos_dir ../shared/data/kinetics/sampled_frames \\
         --model r2plus1d --checkpoint r2plus1d_18-91a641e6.pth --vis_method step \\
         --perturb_area 0.05,0.1 --schedule original
@@ -9,10 +9,9 @@
 Outputs go to --output_dir (default visual_res/<vis_method>/<model>/<save_label>): per video a PNG
 figure, one GIF per area (original | overlay) and an .npz of the maps; per run summary.json.
 
-CPU demo: six areas of I3D at 224 px take about an hour on a 2-core CPU even with the fast schedule.
-When JAX runs on CPU and none of --perturb_area, --input_size and --num_iter is given, an extremal
-method explains one area (CPU_DEMO_AREAS) on 112 px frames (CPU_DEMO_INPUT_SIZE) and says so: a
-converged mask in a few minutes. Give any of those flags (or use a GPU) for the full run.
+CPU demo: when JAX runs on CPU and neither --perturb_area nor --num_iter is given, an extremal method
+explains one area (CPU_DEMO_AREAS) at the model's own input size and says so (a few minutes on a
+2-core CPU); give --perturb_area for more areas (six take about a quarter of an hour there).
 """
 from __future__ import annotations
 
@@ -24,10 +23,8 @@ from absl import flags
 from experiments import _cli
 from vjx.errors import VjxError
 
-# The CPU demo's area: at 0.05 the fast schedule's masks left 5-7% of their values undecided on the
-# clips measured (BENCHMARKS.md); at 0.1 they sat at the 10% convergence bound (9.3-10.2%).
-CPU_DEMO_AREAS = (0.05,)
-CPU_DEMO_INPUT_SIZE = 112
+# The CPU demo's area (the paper's figures show masks of about this size).
+CPU_DEMO_AREAS = (0.1,)
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders and/or video files "
                                   "(the label is each name up to its first '-').")
@@ -40,13 +37,19 @@ _METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrate
                               "grad_cam, 2d_ep, 3d_ep or step.")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
-_SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: fast (the library's "
-                                 "default: Adam, 200 iterations) or original (the original toolkit's SGD, 2000).")
+_SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: native (the library's "
+                                 "default: Adam, 60 iterations from a gradient warm start, the model seeing the "
+                                 "hard mask in the second half), fast (Adam, 200 iterations) or original (the "
+                                 "original toolkit's SGD, 2000).")
+_WARM_START = flags.DEFINE_string("warm_start", None, "Starting seeds of extremal masks: none (all ones, the "
+                                  "original's) or gradient (the top cells of the input gradient); default: the "
+                                  "schedule's.")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default: the schedule's own).")
 _AREAS = flags.DEFINE_list("perturb_area", None, "Preserved-area ratio(s) in (0, 1), comma separated "
-                           "(default 0.01,0.02,0.05,0.1,0.15,0.2; the CPU demo: 0.05).")
+                           "(default 0.01,0.02,0.05,0.1,0.15,0.2; the CPU demo: 0.1).")
 _INPUT_SIZE = flags.DEFINE_integer("input_size", None, "Side of the frames fed to the model (default: the "
-                                   "model's, 224 for I3D; the CPU demo: 112).")
+                                   "model's, 224 for I3D). Pretrained models do not recognise clips much "
+                                   "smaller than their own size.")
 _POLARITY = flags.DEFINE_string("polarity", "both", "Gradient sign shown: both (|g|, the original code's "
                                 "default), positive or negative.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch .pth/.pt/.safetensors or a converted "
@@ -57,7 +60,8 @@ _TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folde
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Videos per compiled call.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
-_ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _NUM_ITER, _AREAS,
+_ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _WARM_START,
+              _NUM_ITER, _AREAS,
               _INPUT_SIZE, _POLARITY,
               _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
 
@@ -81,19 +85,24 @@ def main(argv: list[str]) -> None:
     import jax
 
     from vjx import pipeline
+    from vjx.models.registry import get_spec, model_names
     from vjx.pipeline import methods
 
     areas, input_size = _cli.parse_areas(_AREAS.value), _INPUT_SIZE.value
     if (methods.get(_METHOD.value).extremal and jax.default_backend() == "cpu"
-            and areas is None and input_size is None and _NUM_ITER.value is None):
-        areas, input_size = CPU_DEMO_AREAS, CPU_DEMO_INPUT_SIZE
-        print(f"Running on CPU: {_METHOD.value} explains area {', '.join(map(str, areas))} on {input_size} px "
-              "frames to finish in minutes; give --perturb_area, --input_size or --num_iter for the full run.",
-              flush=True)
+            and areas is None and _NUM_ITER.value is None):
+        areas = CPU_DEMO_AREAS
+        print(f"Running on CPU: {_METHOD.value} explains area {', '.join(map(str, areas))} only, to finish in "
+              "minutes; give --perturb_area (e.g. 0.01,0.02,0.05,0.1,0.15,0.2) for more.", flush=True)
+    if input_size is not None and _MODEL.value in model_names() and input_size < get_spec(_MODEL.value).crop:
+        print(f"Warning: --input_size {input_size} is below {_MODEL.value}'s own "
+              f"{get_spec(_MODEL.value).crop} px; pretrained models do not recognise clips at that size, so the "
+              "explanations may explain nothing.", flush=True)
     flag_values = {holder.name: holder.value for holder in _ALL_FLAGS}
     output_dir = _OUTPUT_DIR.value or os.path.join("visual_res", _METHOD.value, _MODEL.value, _SAVE_LABEL.value)
     given = {name: value for name, value in (("areas", areas), ("input_size", input_size),
-                                             ("schedule", _SCHEDULE.value), ("num_iter", _NUM_ITER.value))
+                                             ("schedule", _SCHEDULE.value), ("num_iter", _NUM_ITER.value),
+                                             ("warm_start", _WARM_START.value))
              if value is not None}
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,

@@ -124,7 +124,7 @@ def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
     that summaries say them."""
     num_iter = request.num_iter or attribution.extremal.SCHEDULES[request.schedule].num_iter
     return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), schedule=request.schedule,
-                                      num_iter=num_iter, sigma=spec.ep_sigma)
+                                      num_iter=num_iter, sigma=spec.ep_sigma, warm_start=request.warm_start)
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (

@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 from vjx.attribution.display import POLARITIES
-from vjx.attribution.extremal import DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, default_sigma
+from vjx.attribution.extremal import DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, WARM_STARTS, default_sigma
 from vjx.errors import ArgumentError
 from vjx.model import PRETRAINED, Model
 from vjx.model import load_model as load_registry_model
@@ -50,6 +50,8 @@ class Request:
       schedule: how extremal masks are optimised: a name of ``vjx.attribution.extremal.SCHEDULES``
         (``"original"``: the original toolkit's SGD and 2000 iterations; ``"fast"``).
       num_iter: optimisation steps (extremal methods); None = the schedule's own.
+      warm_start: the extremal masks' starting seeds, a name of
+        ``vjx.attribution.perturbation.config.WARM_STARTS``; None = the schedule's own.
       input_size: side of the frames fed to the model (None: the spec's crop, 224 for I3D). A
         smaller one (e.g. 112 for I3D) makes extremal methods about 4x cheaper, on coarser masks.
       polarity: ``both``, ``positive`` or ``negative`` (gradient methods): which sign of the
@@ -72,6 +74,7 @@ class Request:
     areas: tuple[float, ...] = DEFAULT_AREAS
     schedule: str = DEFAULT_SCHEDULE
     num_iter: int | None = None
+    warm_start: str | None = None
     input_size: int | None = None
     polarity: str = "both"
     target: str = "label"
@@ -177,6 +180,8 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
     _check_choice("schedule", request.schedule, SCHEDULES)
     if request.num_iter is not None:
         _check_positive("num_iter", request.num_iter)
+    if request.warm_start is not None:
+        _check_choice("warm_start", request.warm_start, WARM_STARTS)
     _check_positive("batch_size", request.batch_size)
     _check_choice("polarity", request.polarity, POLARITIES)
     _check_choice("dtype", request.dtype, DTYPES)
