@@ -37,7 +37,7 @@ _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
                                "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
 _METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrated_grad, smooth_grad, "
-                              "grad_cam, 2d_ep, 3d_ep or step.")
+                              "grad_cam, 2d_ep, 3d_ep, step or 3d_ep_smooth (3D-EP with seeds smoothed over time).")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: fast (the library's "

@@ -240,3 +240,23 @@ def test_evaluate_bad_flags(labelled, tmp_path):
                        "--methods 'lime'", out)
     assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--num_processes", 2, "--process_id", 5,
                                   "--coordinator_address", "localhost:1", "--output_dir", out), "--process_id 5", out)
+
+
+
+SCRIPTS = sorted((REPO / "experiments").glob("[!_]*.py")) + [REPO / "weight_conversion" / "convert.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
+def test_every_script_runs_through_the_shared_cli_contract(script):
+    """``_cli.run`` gives --help exit 0, flag errors one line and exit 2 (checked below on three scripts)."""
+    assert "_cli.run(main" in script.read_text()
+
+
+@pytest.mark.parametrize("script, names", [("explain", "all"), ("sweep", "extremal"), ("evaluate", "all")])
+def test_help_exits_0_and_lists_every_accepted_method(script, names):
+    from vjx.pipeline import methods
+    result = run_script(script, "--help", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    help_text = " ".join(result.stdout.split())
+    expected = methods.METHODS if names == "all" else methods.extremal_names()
+    assert all(name in help_text for name in expected), help_text
