@@ -5,7 +5,9 @@ The planted model (tests/planted.py) is wrapped as a ``vjx.Model`` with a tiny s
 test, so each method compiles once per session.
 """
 import json
+import os
 import pathlib
+import stat
 import warnings
 
 import imageio.v3 as iio
@@ -103,6 +105,23 @@ def test_a_failed_run_removes_what_it_wrote(planted, planted_videos, tmp_path, m
     assert not (tmp_path / "new").exists()
     assert [p.name for p in kept.iterdir()] == ["mine.txt"]
 
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_have_the_permissions_of_a_plain_open(tmp_path, umask):
+    """Atomic writes (mkstemp makes 0600 files) end with the mode open() gives under the umask."""
+    from vjx.pipeline.files import OutputWriter
+    previous = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "wb"):
+            pass
+        with OutputWriter(tmp_path / "out") as writer:
+            written = writer.write("result.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["result.json"]        # no temporary left
 
 def test_methods_report_progress_to_the_end(planted):
     for name, total in (("grad", 1), ("3d_ep", 2)):                   # 3d_ep: one report per iteration
