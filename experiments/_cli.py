@@ -30,7 +30,7 @@ FLAG_NAMES: dict[str, str] = {
     "videos": "--videos_dir", "model": "--model", "dataset": "--pretrain_dataset", "method": "--vis_method",
     "areas": "--perturb_area", "schedule": "--schedule", "num_iter": "--num_iter", "input_size": "--input_size",
     "polarity": "--polarity", "target": "--target", "checkpoint": "--checkpoint", "output_dir": "--output_dir",
-    "seed": "--seed", "batch_size": "--batch_size", "dtype": "--dtype",
+    "seed": "--seed", "batch_size": "--batch_size", "dtype": "--dtype", "random_weights": "--random_weights",
 }
 
 
@@ -93,7 +93,7 @@ def run(main: Callable[[list[str]], object], flag_names: Mapping[str, str] = FLA
         try:
             main(argv)
         except ArgumentError as e:
-            fail(e.renamed(flag_names.get(e.argument, e.argument)))
+            fail(e.renamed(flag_names.get(e.argument, e.argument), dict(flag_names)))
         except VjxError as e:
             fail(str(e))
 
