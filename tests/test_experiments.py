@@ -260,3 +260,20 @@ def test_help_exits_0_and_lists_every_accepted_method(script, names):
     help_text = " ".join(result.stdout.split())
     expected = methods.METHODS if names == "all" else methods.extremal_names()
     assert all(name in help_text for name in expected), help_text
+
+
+def test_sigterm_rolls_back_like_ctrl_c(tmp_path):
+    """``timeout`` and batch schedulers stop a run with SIGTERM: it must leave no empty folder behind."""
+    import signal
+
+    from experiments import _cli
+    from vjx.pipeline.files import OutputWriter
+    previous = signal.signal(signal.SIGTERM, _cli._exit_on_sigterm)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with OutputWriter(tmp_path / "sweep_res") as writer:
+                writer.subdir("videos")
+                os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []

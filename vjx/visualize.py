@@ -121,12 +121,12 @@ def figure_png(frames: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], *, ti
     shown = np.unique(np.linspace(0, len(frames) - 1, min(max_columns, len(frames))).round().astype(int))
     n_rows, n_cols = 1 + len(rows), len(shown)
     title_h, note_h, curve_h = 0.19 * (title.count("\n") + 1) if title else 0.0, 0.3 if note else 0.0, 1.7
-    height = 1.3 * n_rows + (curve_h if curves else 0.0) + title_h + note_h + 0.2
+    height = 1.3 * n_rows + (curve_h + 0.35 if curves else 0.0) + title_h + note_h + 0.2
     fig = plt.figure(figsize=(max(1.3 * n_cols + 1.2, 8.0), height))
     try:
         grid = fig.add_gridspec(n_rows + bool(curves), n_cols,
                                 height_ratios=[1.3] * n_rows + ([curve_h] if curves else []),
-                                top=1 - (title_h + 0.1) / height, bottom=(note_h + 0.1) / height,
+                                top=1 - (title_h + 0.1) / height, bottom=(note_h + (0.45 if curves else 0.1)) / height,
                                 left=0.08, right=0.94 if any(c.probabilities is not None for c in curves) else 0.98,
                                 hspace=0.25, wspace=0.04)
         images = [frames[shown]] + [overlay(frames[shown], np.asarray(maps)[shown], cmap=cmap) for _, maps in rows]

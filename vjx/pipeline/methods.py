@@ -130,8 +130,10 @@ def extremal_sentence(explanation: Explanation) -> str:
     if not converged:
         return head + "none - no mask converged (more iterations may help)"
     best = max(converged, key=lambda row: row["hard_preserved_probability"])
-    return head + (f"none - the converged masks keep at most p = {best['hard_preserved_probability']:.2f} "
-                   f"(top {best['area']:.0%}); try larger areas")
+    kept = best["hard_preserved_probability"]
+    digits = next((d for d in (2, 4, 6) if f"{kept:.{d}f}" != f"{bound:.{d}f}"), 8)
+    return head + (f"none - the converged masks keep at most p = {kept:.{digits}f} < {bound:.{digits}f} "
+                   f"(top {best['area']:.0%}); larger areas may reach it")
 
 
 def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
