@@ -80,11 +80,11 @@ def test_explain_end_to_end(videos, tmp_path, shared_data):
         probs = [p["probability"] for p in entry["predictions"]]
         assert probs == sorted(probs, reverse=True)
         maps = np.load(out / f"{entry['video']}.npz")
-        assert maps["maps"].shape == (1, 16, 112, 112) and maps["frames"].shape == (16, 112, 112, 3)
+        assert maps["maps"].shape == (1, 16, 32, 32) and maps["frames"].shape == (16, 32, 32, 3)
         assert 0 <= maps["maps"].min() and maps["maps"].max() <= 1
         assert iio.imread(out / f"{entry['video']}.png").shape[0] > 200
         gif = iio.imread(out / f"{entry['video']}.gif", index=None)
-        assert gif.shape[1:3] == (112, 224)
+        assert gif.shape[1:3] == (32, 64)                                # the model's input size, side by side
         # Pillow merges identical consecutive frames (the short clip's repeats) into longer ones
         assert len(gif) == 16 if entry["video"] != "notaclass-clip2" else 8 <= len(gif) <= 16
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left

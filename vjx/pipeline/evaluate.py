@@ -126,7 +126,7 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     todo = {m: [] if merge_only else cases_left for m, cases_left in unfinished.items()}
     count, left = sum(map(len, todo.values())), sum(map(len, unfinished.values()))
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
-    for line in report.run_lines(resolved[evaluation.methods[0]])[:3]:     # model, weights, input size, videos
+    for line in report.run_lines(resolved[evaluation.methods[0]])[:2]:     # the model, its weights, the input size
         say(line, request.progress)
     print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
