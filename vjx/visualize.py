@@ -120,7 +120,7 @@ def figure_png(frames: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], *, ti
     frames = np.asarray(frames)
     shown = np.unique(np.linspace(0, len(frames) - 1, min(max_columns, len(frames))).round().astype(int))
     n_rows, n_cols = 1 + len(rows), len(shown)
-    title_h, note_h, curve_h = 0.19 * (title.count("\n") + 1) if title else 0.0, 0.3 if note else 0.0, 1.7
+    title_h, note_h, curve_h = 0.2 * (title.count("\n") + 1) + 0.25 if title else 0.0, 0.3 if note else 0.0, 1.7
     height = 1.3 * n_rows + (curve_h + 0.35 if curves else 0.0) + title_h + note_h + 0.2
     fig = plt.figure(figsize=(max(1.3 * n_cols + 1.2, 8.0), height))
     try:
@@ -160,14 +160,17 @@ def _draw_curves(ax, curves: Sequence[FrameCurve], num_frames: int) -> None:
     mask (dashed, right axis)."""
     t = np.arange(num_frames)
     colours = plt.get_cmap("tab10")
+    top = 0.0
     for i, curve in enumerate(curves):
-        ax.plot(t, frame_shares(curve.maps), "-o", ms=2.5, lw=1.2, color=colours(i), label=f"{curve.label}: share")
+        shares = frame_shares(curve.maps)
+        top = max(top, float(shares.max()))
+        ax.plot(t, shares, "-o", ms=2.5, lw=1.2, color=colours(i), label=f"{curve.label}: share")
     ax.set_xlim(-0.5, num_frames - 0.5)
     ax.set_xticks(t if num_frames <= 32 else t[::max(1, num_frames // 16)])
     ax.set_xlabel("frame", fontsize=7)
     ax.set_ylabel("share of the map", fontsize=7)
     ax.tick_params(labelsize=6)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, 1.4 * top)                                 # room for the legend above the curves
     handles, labels = ax.get_legend_handles_labels()
     if any(curve.probabilities is not None for curve in curves):
         right = ax.twinx()
@@ -177,7 +180,8 @@ def _draw_curves(ax, curves: Sequence[FrameCurve], num_frames: int) -> None:
                            label=f"{curve.label}: p with this frame's mask alone")
         right.set_ylabel("target p", fontsize=7)
         right.tick_params(labelsize=6)
-        right.set_ylim(bottom=0)
+        right.set_ylim(0, 1.4 * max(float(np.max(c.probabilities)) for c in curves if c.probabilities is not None)
+                       + 1e-6)
         more_handles, more_labels = right.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     ax.legend(handles, labels, fontsize=6, loc="upper left", ncol=2, frameon=False)

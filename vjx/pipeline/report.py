@@ -105,7 +105,7 @@ def write_video_files(writer: OutputWriter, result: VideoResult, resolved: Resol
     explanation = result.explanation
     base = file_stem(result.video.name)
     extremal = resolved.method.extremal
-    labels = ([f"top {row['area']:.0%}" for row in explanation.areas] if extremal else list(explanation.row_names))
+    labels = ([f"top {row['area']:.0%}" for row in explanation.areas] if extremal else [resolved.method.title])
     probabilities = result.frame_probabilities
     curves = [visualize.FrameCurve(label, maps, None if probabilities is None else probabilities[i])
               for i, (label, maps) in enumerate(zip(labels, explanation.maps))]
