@@ -67,7 +67,7 @@ class Request:
       batch_size: videos per compiled call.
       dtype: ``float32`` or ``bfloat16`` compute for the model (masks stay float32).
       flags: the command line's flags, recorded in the summary.
-      progress: show tqdm progress bars on stderr.
+      progress: say what the run does on the console (stdout) and show progress bars (stderr).
     """
 
     videos: tuple[str, ...]
