@@ -4,6 +4,7 @@ The planted model (tests/planted.py) is wrapped as a ``vjx.Model`` with a tiny s
 32 x 32), so a whole run compiles in seconds; one model object (conftest's ``planted``) serves every
 test, so each method compiles once per session.
 """
+import dataclasses
 import json
 import os
 import pathlib
@@ -289,3 +290,23 @@ def test_target_choice():
         assert choose_target("label", _video("clip", name="clip"), probs, names) == (2, "pred")
     with pytest.raises(ArgumentError, match="target 'zumbaa' .* did you mean zumba"):
         choose_target("zumbaa", _video("abseiling"), probs, names)
+
+
+def test_grad_cam_maps_shared_by_frames_are_said_to_be_and_the_animation_keeps_the_clips_pace():
+    """Grad-CAM on I3D: mixed_5c has 2 time steps for 16 frames; the console and figure say so."""
+    from vjx.pipeline import report
+    from vjx.pipeline.session import VideoResult
+    resolved = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
+    maps = np.repeat(np.random.default_rng(0).random((1, 2, 7, 7), dtype=np.float32), 8, axis=1)
+    video = data.Video(frames=np.zeros((80, 8, 8, 3), np.uint8), name="clip", fps=25.0, label="clip", path="clip.mp4")
+    result = VideoResult(video=video, frames=np.zeros((16, 8, 8, 3), np.uint8),
+                         explanation=methods.Explanation(maps=maps, row_names=("grad_cam",)), target=3,
+                         target_name="arm wrestling", target_source="pred", probability=0.5,
+                         top=[("arm wrestling", 0.5)])
+    note = "Grad-CAM's layer mixed_5c has 2 time steps for 16 frames, so each map is shared by 8 consecutive frames"
+    assert note in report.shared_note(result, resolved)
+    assert any(note in line for line in report.result_lines(result, resolved))
+    assert report.animation_fps(result) == pytest.approx(25.0 * 16 / 80)        # 16 frames over the clip's 3.2 s
+    distinct = dataclasses.replace(result, explanation=methods.Explanation(
+        maps=np.random.default_rng(1).random((1, 16, 7, 7)), row_names=("grad_cam",)))
+    assert report.shared_note(distinct, resolved) == ""
