@@ -37,8 +37,9 @@ _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separat
                              "grad*input, integrated_grad, smooth_grad, grad_cam, 2d_ep, 3d_ep, step, 3d_ep_smooth).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the pretrained I3D; "
-                                  "random weights otherwise).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the bundled weights, "
+                                  "the pretrained I3D).")
+_RANDOM = flags.DEFINE_bool("random_weights", False, "Evaluate a randomly initialised (untrained) network.")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.1"], "Areas in (0, 1): extremal methods optimise each, every "
                            "map is scored at each (hard-mask preservation).")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "Optimisation schedule of the extremal methods, a name of "
@@ -58,7 +59,8 @@ _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 o
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _MERGE_ONLY = flags.DEFINE_bool("merge_only", False, "Compute nothing: rebuild the rows and the table from the "
                                 "finished rows.")
-_ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT, _AREAS, _SCHEDULE,
+_ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT, _RANDOM, _AREAS,
+              _SCHEDULE,
               _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR, _SEED, _BATCH, _DTYPE,
               _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 FLAG_NAMES = {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES, "videos": "--videos_dir/--videos", "method": "--methods",
@@ -82,7 +84,8 @@ def main(argv: list[str]) -> None:
         videos=clips + tuple(_VIDEOS.value), model=_MODEL.value, dataset=_DATASET.value,
         areas=_cli.parse_areas(_AREAS.value), **({"schedule": _SCHEDULE.value} if _SCHEDULE.value else {}),
         num_iter=_NUM_ITER.value, input_size=_INPUT_SIZE.value, polarity=_POLARITY.value,
-        target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
+        target=_TARGET.value, checkpoint=_CHECKPOINT.value, random_weights=_RANDOM.value,
+        output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
         request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs,

@@ -7,7 +7,8 @@
     python -m experiments.explain --video clip.mp4 --model i3d --vis_method integrated_grad
 
 Outputs go to --output_dir (default visual_res/<vis_method>/<model>/<save_label>): per video a PNG
-figure, one GIF per area (original | overlay) and an .npz of the maps; per run summary.json.
+figure, one GIF and one MP4 per area (original | overlay) and an .npz of the maps; per run summary.json.
+The console says what runs before, during and after the work (README, "What explain prints").
 
 CPU demo: when JAX runs on CPU and neither --perturb_area nor --num_iter is given, an extremal method
 explains one area (CPU_DEMO_AREAS) at the model's own input size and says so (a few minutes on a
@@ -15,7 +16,6 @@ explains one area (CPU_DEMO_AREAS) at the model's own input size and says so (a 
 """
 from __future__ import annotations
 
-import math
 import os
 
 from absl import flags
@@ -34,7 +34,7 @@ _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
                                "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
 _METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrated_grad, smooth_grad, "
-                              "grad_cam, 2d_ep, 3d_ep or step.")
+                              "grad_cam, 2d_ep, 3d_ep, step or 3d_ep_smooth (3D-EP with seeds smoothed over time).")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: native (the library's "
@@ -53,7 +53,8 @@ _INPUT_SIZE = flags.DEFINE_integer("input_size", None, "Side of the frames fed t
 _POLARITY = flags.DEFINE_string("polarity", "both", "Gradient sign shown: both (|g|, the original code's "
                                 "default), positive or negative.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch .pth/.pt/.safetensors or a converted "
-                                  "orbax dir (default: the pretrained I3D; random weights otherwise).")
+                                  "orbax dir (default: the bundled weights, the pretrained I3D).")
+_RANDOM = flags.DEFINE_bool("random_weights", False, "Explain a randomly initialised (untrained) network.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where to write (default visual_res/<method>/<model>/<save_label>).")
 _TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folder-name label, else the "
                               "prediction), pred, or a class name.")
@@ -63,7 +64,7 @@ _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 o
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _WARM_START,
               _NUM_ITER, _AREAS,
               _INPUT_SIZE, _POLARITY,
-              _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
+              _CHECKPOINT, _RANDOM, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
 
 
 def video_paths() -> tuple[str, ...]:
@@ -106,22 +107,12 @@ def main(argv: list[str]) -> None:
              if value is not None}
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
-        polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir,
+        polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value,
+        random_weights=_RANDOM.value, output_dir=output_dir,
         seed=_SEED.value, batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values, **given)
     summary = pipeline.explain(request)
-    for entry in summary["videos"]:
-        line = f"{entry['video']}: target {entry['target_name']!r} ({entry['target_source']})"
-        print(line)
-        for a in entry.get("areas", ()):
-            print(f"  area {a['area']:g}: target p kept by the hard mask {a['hard_preserved_probability']:.3f} "
-                  f"(soft mask {a['preserved_probability']:.3f}), soft mask area {a['mask_area']:.3f}, "
-                  f"undecided {a['undecided']:.1%}" + ("" if a["converged"] else "  NOT CONVERGED"))
-        if "extremal_area" in entry:
-            extremal = entry["extremal_area"]
-            print("  extremal area (smallest converged area whose hard mask keeps p): "
-                  + ("none" if extremal is None or math.isnan(extremal) else f"{extremal:g}"))
     print(f"Wrote {len(summary['videos'])} explanation(s) to {os.path.abspath(output_dir)} "
-          f"(figures .png, animations .gif, maps .npz, summary.json) in {summary['timings_s']['total']:.1f} s")
+          f"(figures .png, animations .gif and .mp4, maps .npz, summary.json) in {summary['timings_s']['total']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def test_rows_then_resume_then_a_foreign_configuration(planted, planted_videos, 
     assert {(r["method"], r["model"], r["target"]) for r in rows} == {("3d_ep", "planted", 1)}
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0] == ("video,label,target,target_name,area,preserved_probability,hard_preserved_probability,"
-                            "mask_area,undecided,converged,extremal_area,base_probability_top1,method,model")
+                            "mask_area,undecided,converged,extremal_area,extremal_bound,base_probability_top1,method,model")
     assert len(csv_lines) == 5
     masks = np.load(out / "videos" / "abseiling-full.npz")
     assert masks["masks"].shape == (2, 8, 32, 32) and masks["areas"].tolist() == pytest.approx([0.1, 0.3])

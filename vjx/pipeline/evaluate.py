@@ -46,6 +46,7 @@ from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
 from vjx.pipeline.methods import METHODS
+from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
 from vjx.pipeline.scores import score_batch
@@ -125,6 +126,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     todo = {m: [] if merge_only else cases_left for m, cases_left in unfinished.items()}
     count, left = sum(map(len, todo.values())), sum(map(len, unfinished.values()))
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
+    for line in report.run_lines(resolved[evaluation.methods[0]])[:2]:     # the model, its weights, the input size
+        say(line, request.progress)
     print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
           f"{len(mine) * len(evaluation.methods) - left} already done", flush=True)
@@ -163,8 +166,8 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
     """What must match for a method's finished rows to be reused by a rerun (``spec``: the one run)."""
     request = resolved.request
     settings = {"model": spec.name, "input_size": spec.crop, "dataset": request.dataset,
-                "checkpoint": request.checkpoint, "method": request.method, "areas": list(request.areas),
-                "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
+                "checkpoint": request.checkpoint, "weights": resolved.weights.source, "method": request.method,
+                "areas": list(request.areas), "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:

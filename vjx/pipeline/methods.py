@@ -42,7 +42,8 @@ class Explanation:
         mask area is within 0.02 of ``a`` and at most 10% of it is undecided, else 0); empty for
         the other methods. These dicts are the per-area rows of ``summary.json`` and the sweep.
       numbers: per-video numbers (extremal methods: ``extremal_area``, Eq. 3 on converged hard
-        masks, NaN where none reaches the bound); empty for the other methods.
+        masks, NaN where none reaches the bound, and ``extremal_bound``, the probability a hard mask
+        must keep: the clip's unless the config gives one); empty for the other methods.
     """
 
     maps: np.ndarray
@@ -61,12 +62,14 @@ class Method:
         vjx.attribution.
       make_config: ``(request, spec) -> config``: the function's config for a request (any object
         with ``areas``, ``schedule``, ``num_iter`` and ``polarity``) and a model spec.
+      title: the method as the paper and its readers name it (figure titles, console).
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
     """
 
     name: str
     function: Callable[..., Any]
     make_config: Callable[[Any, ModelSpec], Any]
+    title: str
     extremal: bool = False
 
     def row_names(self, config: Any) -> tuple[str, ...]:
@@ -86,21 +89,51 @@ class Method:
                    "converged": result.converged}
         columns = {name: np.asarray(values, np.float64) for name, values in columns.items()}      # B x A
         extremal_area = np.asarray(result.extremal_area, np.float64)          # B
+        bound = (np.asarray(result.base_probability, np.float64) if config.extremal_bound is None
+                 else np.full(len(masks), config.extremal_bound, np.float64))  # B
         return [Explanation(
             maps=masks[i], row_names=self.row_names(config),
             areas=tuple({"area": float(a), **{name: float(values[i, j]) for name, values in columns.items()}}
                         for j, a in enumerate(config.areas)),
-            numbers={"extremal_area": float(extremal_area[i])}) for i in range(len(masks))]
+            numbers={"extremal_area": float(extremal_area[i]), "extremal_bound": float(bound[i])})
+            for i in range(len(masks))]
 
-    def caption(self, explanation: Explanation) -> str:
-        """Lines for the figure title: each area's hard-mask probability and mask area, and Eq. 3."""
+    def caption(self, explanation: Explanation, clip_probability: float) -> str:
+        """Lines for the figure and the console: per area what its hard mask keeps, and Eq. 3's verdict."""
         if not self.extremal:
             return ""
-        kept = ", ".join(f"{row['area']:g}: {row['hard_preserved_probability']:.2f} / {row['mask_area']:.3f}"
-                         + ("" if row["converged"] else " (not converged)") for row in explanation.areas)
-        extremal = explanation.numbers["extremal_area"]
-        return (f"area: target p kept by the hard mask / soft mask area   {kept}\n"
-                f"extremal area (smallest converged area keeping p): {'none' if np.isnan(extremal) else f'{extremal:g}'}")
+        lines = [area_sentence(row, clip_probability) for row in explanation.areas]
+        return "\n".join([*lines, extremal_sentence(explanation)])
+
+
+# A hard mask that keeps less than this fraction of the clip's target probability "loses the class".
+LOST_FRACTION = 0.1
+
+
+def area_sentence(row: Mapping[str, float], clip_probability: float) -> str:
+    """One area in words: ``"top 5%: p = 0.32 of the clip's 0.64 (soft mask 0.25); converged"``."""
+    hard = row["hard_preserved_probability"]
+    lost = " - loses the class" if hard < LOST_FRACTION * clip_probability else ""
+    state = ("converged" if row["converged"] else
+             f"NOT converged (mask area {row['mask_area']:.3f}, {row['undecided']:.0%} of values undecided)")
+    return (f"kept by the top {row['area']:.0%}: p = {hard:.2f} of the clip's {clip_probability:.2f}{lost} "
+            f"(soft mask {row['preserved_probability']:.2f}); {state}")
+
+
+def extremal_sentence(explanation: Explanation) -> str:
+    """Eq. 3 in words: the extremal area, the bound it compares with, and why it is none if so."""
+    extremal, bound = explanation.numbers["extremal_area"], explanation.numbers["extremal_bound"]
+    head = f"extremal area (smallest area whose converged top-a mask keeps p >= {bound:.2f}): "
+    if not np.isnan(extremal):
+        return head + f"{extremal:.0%}"
+    converged = [row for row in explanation.areas if row["converged"]]
+    if not converged:
+        return head + "none - no mask converged (more iterations may help)"
+    best = max(converged, key=lambda row: row["hard_preserved_probability"])
+    kept = best["hard_preserved_probability"]
+    digits = next((d for d in (2, 4, 6) if f"{kept:.{d}f}" != f"{bound:.{d}f}"), 8)
+    return head + (f"none - the converged masks keep at most p = {kept:.{digits}f} < {bound:.{digits}f} "
+                   f"(top {best['area']:.0%}); larger areas may reach it")
 
 
 def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
@@ -128,16 +161,19 @@ def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
 
 
 METHODS: dict[str, Method] = {method.name: method for method in (
-    Method("grad", attribution.gradient, _gradient_config),
-    Method("grad*input", attribution.gradient_x_input, _gradient_config),
-    Method("integrated_grad", attribution.integrated_gradients, _integrated_gradients_config),
-    Method("smooth_grad", attribution.smooth_grad, _smooth_grad_config),
-    Method("grad_cam", attribution.grad_cam, _grad_cam_config),
-    Method("2d_ep", attribution.ep2d, _extremal_config, extremal=True),
-    Method("3d_ep", attribution.ep3d, _extremal_config, extremal=True),
-    Method("step", attribution.step, _extremal_config, extremal=True),
+    Method("grad", attribution.gradient, _gradient_config, "Gradient"),
+    Method("grad*input", attribution.gradient_x_input, _gradient_config, "Gradient x input"),
+    Method("integrated_grad", attribution.integrated_gradients, _integrated_gradients_config,
+           "Integrated gradients"),
+    Method("smooth_grad", attribution.smooth_grad, _smooth_grad_config, "SmoothGrad"),
+    Method("grad_cam", attribution.grad_cam, _grad_cam_config, "Grad-CAM"),
+    Method("2d_ep", attribution.ep2d, _extremal_config, "2D-EP (each frame held to the area)", extremal=True),
+    Method("3d_ep", attribution.ep3d, _extremal_config, "3D-EP", extremal=True),
+    Method("step", attribution.step, _extremal_config, "STEP (spatio-temporal extremal perturbation)",
+           extremal=True),
     # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
-    Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config, extremal=True),
+    Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config,
+           "3D-EP with temporally smoothed masks", extremal=True),
 )}
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from typing import Any, Mapping, Sequence
 
 from vjx.attribution.display import POLARITIES
@@ -25,6 +24,7 @@ from vjx.model import PRETRAINED, Model
 from vjx.model import load_model as load_registry_model
 from vjx.models.registry import ModelSpec, get_spec
 from vjx.pipeline import methods
+from vjx.pipeline.targets import class_names, named_target
 
 # The original CLI's --pretrain_dataset names -> label sets.
 DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "epic-kitchens-noun",
@@ -33,6 +33,8 @@ DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "ep
 EPIC_MODELS = ("tsm_resnet50",)
 # The smallest frames every model's strides still reduce to a feature map.
 MIN_INPUT_SIZE = 32
+# Values of ``target`` that are rules, not class names.
+TARGET_RULES = ("label", "pred")
 # Model compute dtypes (names jnp.dtype understands).
 DTYPES = ("float32", "bfloat16")
 
@@ -58,13 +60,16 @@ class Request:
         attribution is shown. ``both`` (``|g|``) is the library's default, the CLI's and the
         original code's (its README says ``positive``).
       target: ``"label"`` (the folder-name label, else the prediction), ``"pred"`` or a class name.
-      checkpoint: torch/orbax weights; None = the pretrained I3D for ``i3d`` on Kinetics, else random.
+      checkpoint: torch/orbax weights; None = the bundled weights (the pretrained I3D on Kinetics);
+        a model without bundled weights then needs ``random_weights``.
+      random_weights: explain a randomly initialised network (seeded by ``seed``) instead: only when
+        asked for, since its maps say nothing about a trained model (the randomisation check uses it).
       output_dir: where the files go (created; removed again on failure if this run created it).
       seed: PRNG seed (random init, SmoothGrad noise, STEP tie-breaking).
       batch_size: videos per compiled call.
       dtype: ``float32`` or ``bfloat16`` compute for the model (masks stay float32).
       flags: the command line's flags, recorded in the summary.
-      progress: show tqdm progress bars on stderr.
+      progress: say what the run does on the console (stdout) and show progress bars (stderr).
     """
 
     videos: tuple[str, ...]
@@ -79,6 +84,7 @@ class Request:
     polarity: str = "both"
     target: str = "label"
     checkpoint: str | None = None
+    random_weights: bool = False
     output_dir: str = "visual_res"
     seed: int = 0
     batch_size: int = 1
@@ -106,6 +112,17 @@ class Weights:
         """How the summary names them: the checkpoint path, ``pretrained <label set>``, ``random``, ``given model``."""
         return {"checkpoint": self.checkpoint, "pretrained": f"pretrained {label_set}",
                 "random": "random", "given": "given model"}[self.source]
+
+    def sentence(self, spec: ModelSpec, seed: int) -> str:
+        """The console's plain words for them, e.g. ``"its pretrained kinetics400 weights"``."""
+        if self.source == "checkpoint":
+            return f"weights from {self.checkpoint}"
+        if self.source == "pretrained":
+            return f"its pretrained {spec.label_set} weights"
+        if self.source == "random":
+            return (f"RANDOM weights (seed {seed}), as asked: an untrained network, so the maps show what "
+                    "an untrained network responds to, not what a trained one looks at")
+        return "the weights of the model passed in"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +174,8 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
     Raises:
       ArgumentError: an unknown model, method, dataset, schedule, polarity or dtype; a dataset the
         model has no head for; an area outside (0, 1); a non-positive iteration count or batch size;
-        an input size under 32; no videos; a checkpoint that does not exist.
+        an input size under 32; no videos; a target that is no class name; a checkpoint that does not exist; no weights for the
+        model (no checkpoint, none bundled, random weights not asked for).
     """
     method = methods.get(request.method)
     _check_choice("dataset", request.dataset, DATASETS)
@@ -187,24 +205,33 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
     _check_choice("dtype", request.dtype, DTYPES)
     if not request.videos:
         raise ArgumentError("videos", "is empty; give at least one video file or frame folder")
+    if request.target not in TARGET_RULES:
+        named_target(request.target, class_names(spec))
     return Resolved(request=request, spec=spec, method=method, config=method.make_config(request, spec),
                     weights=weights)
 
 
 def _choose_weights(request: Request, spec: ModelSpec) -> Weights:
-    """A checkpoint if given; bundled weights if the model has them for its label set (the I3D on
-    Kinetics-400); random weights otherwise."""
+    """A checkpoint if given; random weights if asked for; bundled weights if the model has them for
+    its label set (the I3D on Kinetics-400); else an ArgumentError of ``checkpoint``."""
     if request.checkpoint is not None:
+        if request.random_weights:
+            raise ArgumentError("checkpoint", "and {0} exclude each other; give one", ("random_weights",))
         if not os.path.exists(request.checkpoint):
             raise ArgumentError("checkpoint", f"{request.checkpoint!r} does not exist")
         return Weights("checkpoint", request.checkpoint)
+    if request.random_weights:
+        return Weights("random")
     if spec.label_set in PRETRAINED.get(spec.name, ()):
         return Weights("pretrained")
-    return Weights("random")
+    bundled = ", ".join(f"{name} on {'/'.join(sets)}" for name, sets in PRETRAINED.items())
+    raise ArgumentError("checkpoint", f"is needed: {spec.name} on {spec.label_set} has no weights in vjx (bundled: "
+                        f"{bundled}); pass a torch .pth/.safetensors file or a converted folder, or {{0}} to explain "
+                        "an untrained network", ("random_weights",))
 
 
 def load_model(resolved: Resolved) -> Model:
-    """The model of a resolved request (random weights come with a warning)."""
+    """The model of a resolved request."""
     spec, weights, request = resolved.spec, resolved.weights, resolved.request
     if weights.source == "given":
         return weights.model
@@ -212,6 +239,4 @@ def load_model(resolved: Resolved) -> Model:
         return load_registry_model(spec.name, checkpoint=weights.checkpoint, label_set=spec.label_set)
     if weights.source == "pretrained":
         return load_registry_model(spec.name, pretrained=spec.label_set)
-    warnings.warn(f"no weights for {spec.name} on {request.dataset}: using RANDOM weights (seed "
-                  f"{request.seed}); pass a checkpoint for meaningful explanations", stacklevel=2)
     return load_registry_model(spec.name, label_set=spec.label_set, seed=request.seed)
