@@ -25,6 +25,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import _cli, _processes
+from vjx.attribution import registry
 
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of real clips (frame folders and/or video files).")
@@ -33,8 +34,8 @@ _PAIRS = flags.DEFINE_string("temporal_pairs", None, "Folder of labelled clips (
                              "'-'): every ordered pair with different labels, joined in time, is a temporal test.")
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame and segments per video of the "
                                    "real clips (header video,kind,start,stop,x0,y0,x1,y1).")
-_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all: grad, "
-                             "grad*input, integrated_grad, smooth_grad, grad_cam, 2d_ep, 3d_ep, step, 3d_ep_smooth).")
+_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all of "
+                             f"{registry.describe()}).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the pretrained I3D; "

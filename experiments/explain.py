@@ -22,6 +22,7 @@ import os
 from absl import flags
 
 from experiments import _cli
+from vjx.attribution import registry
 from vjx.errors import VjxError
 
 # The CPU demo's area: at 0.05 the fast schedule's masks left 5-7% of their values undecided on the
@@ -36,8 +37,7 @@ _VIDEO = flags.DEFINE_string("video", None, "One video file or frame folder (def
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
                                "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
-_METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrated_grad, smooth_grad, "
-                              "grad_cam, 2d_ep, 3d_ep or step.")
+_METHOD = flags.DEFINE_string("vis_method", "step", f"Method, one of: {registry.describe()}.")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: fast (the library's "

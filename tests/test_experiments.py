@@ -200,9 +200,9 @@ def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     assert "| grad | 0.1 |" in result.stdout and "6 rows in" in result.stdout
     stored = json.loads((out / "table.json").read_text())
     assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
-    assert stored["settings"]["grad"]["input_size"] == 32                  # r3d at 32 px, not its 112
+    assert stored["settings"]["gradient"]["input_size"] == 32                  # r3d at 32 px, not its 112
     line = stored["table"][0]
-    assert (line["method"], line["area"]) == ("grad", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
+    assert (line["method"], line["area"]) == ("gradient", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
     assert line["metrics"]["spatial_pointing"]["n"] == 1 and line["metrics"]["deletion_auc"]["n"] == 2
     again = run_script("evaluate", *args)
     assert again.returncode == 0 and "0 method x case runs to do, 6 already done" in again.stdout

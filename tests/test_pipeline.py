@@ -4,6 +4,7 @@ The planted model (tests/planted.py) is wrapped as a ``vjx.Model`` with a tiny s
 32 x 32), so a whole run compiles in seconds; one model object (conftest's ``planted``) serves every
 test, so each method compiles once per session.
 """
+import dataclasses
 import json
 import pathlib
 import warnings
@@ -15,6 +16,7 @@ import pytest
 from tests.planted import PLANTED_SPEC, TARGET, planted_video, write_planted_frames
 from vjx import attribution, data, pipeline
 from vjx.errors import ArgumentError, VjxError
+from vjx.attribution import registry
 from vjx.pipeline import methods
 from vjx.pipeline.runner import Runner
 from vjx.pipeline.targets import choose_target
@@ -183,14 +185,30 @@ def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
     assert (full.spec.crop, full.config.sigma) == (224, 23.0)
 
 
+def test_the_method_table_is_the_registry():
+    assert tuple(methods.METHODS) == registry.names()
+    assert methods.extremal_names() == registry.names(registry.MASKS)
+    for original, name in (("grad", "gradient"), ("grad*input", "gradient_x_input"),
+                           ("integrated_grad", "integrated_gradients"), ("2d_ep", "ep2d"), ("3d_ep", "ep3d"),
+                           ("3d_ep_smooth", "ep3d_temporal_smoothing"), ("step", "step"), ("grad_cam", "grad_cam")):
+        assert methods.get(original) is methods.get(name) and methods.get(original).name == name
+    for entry in registry.ENTRIES:
+        assert getattr(attribution, entry.name) is entry.function          # the canonical name is the function's
+        assert entry.output in registry.OUTPUTS
+        for name in entry.names:
+            assert registry.get(name) is entry and name in registry.describe()
+        config = entry.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
+        assert isinstance(config, entry.config_type)
+        assert entry.scores_unclipped == any(f.name == "normalize" for f in dataclasses.fields(config))
+    with pytest.raises(ArgumentError, match="'lime' is unknown; choose one of gradient \\(grad\\)"):
+        registry.get("lime")
+
+
 def test_the_method_table_declares_every_method():
-    assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
-                                    "2d_ep", "3d_ep", "step", "3d_ep_smooth"}
-    assert methods.extremal_names() == ("2d_ep", "3d_ep", "step", "3d_ep_smooth")
-    assert methods.get("3d_ep_smooth").function is attribution.ep3d_temporal_smoothing
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
         assert method.name == name and callable(method.function)
+        assert (method.scoring_config(config).normalize is False) if method.entry.scores_unclipped else True
         if method.extremal:
             assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
             assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma
@@ -198,7 +216,7 @@ def test_the_method_table_declares_every_method():
             assert method.row_names(config) == ("area 0.1", "area 0.2")
         else:
             assert method.row_names(config) == (name,)
-    with pytest.raises(ArgumentError, match="choose one of grad, grad\\*input"):
+    with pytest.raises(ArgumentError, match="choose one of gradient \\(grad\\), gradient_x_input"):
         methods.get("lime")
 
 

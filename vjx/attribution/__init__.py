@@ -9,3 +9,4 @@ from vjx.attribution.backprop import (Attribution, GradientConfig, IntegratedGra
 from vjx.attribution.gradcam import GradCamConfig, grad_cam
 from vjx.attribution.extremal import (ExtremalConfig, ExtremalResult, ep2d, ep3d, ep3d_temporal_smoothing,
                                      step)
+from vjx.attribution import registry

@@ -45,7 +45,8 @@ class Request:
       videos: video files and/or frame folders.
       model: registry name or the original's short name (``i3d``, ``r2plus1d``, ``r3d``, ``mc3``, ``tsm``).
       dataset: ``kinetics``, ``epic-kitchens-noun`` or ``epic-kitchens-verb`` (the head's label set).
-      method: a name of :data:`vjx.pipeline.methods.METHODS` (the original's ``--vis_method`` values).
+      method: a method name or alias of :mod:`vjx.attribution.registry` (aliases: the original's
+        ``--vis_method`` values).
       areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one call.
       schedule: how extremal masks are optimised: a name of ``vjx.attribution.extremal.SCHEDULES``
         (``"original"``: the original toolkit's SGD and 2000 iterations; ``"fast"``).

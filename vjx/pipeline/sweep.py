@@ -34,7 +34,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vjx import data
 from vjx.errors import ArgumentError
 from vjx.model import Model
-from vjx.pipeline import methods, processes, report
+from vjx.attribution import registry
+from vjx.pipeline import processes, report
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes, npz_bytes
 from vjx.pipeline.inputs import read_videos
 from vjx.pipeline.request import Request, Resolved, resolve
@@ -85,7 +86,7 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
     resolved = resolve(request, model)
     if not resolved.method.extremal:
         raise ArgumentError("method", f"{request.method!r} has no areas to sweep; use one of "
-                            f"{', '.join(methods.extremal_names())}")
+                            f"{registry.describe(registry.MASKS)}")
     expected = fingerprint(resolved)
     out = pathlib.Path(request.output_dir)
     stems = {path: file_stem(data.video_name(path)) for path in request.videos}
