@@ -28,7 +28,8 @@ FLAG_NAMES: dict[str, str] = {
     "videos": "--videos_dir", "model": "--model", "dataset": "--pretrain_dataset", "method": "--vis_method",
     "areas": "--perturb_area", "schedule": "--schedule", "num_iter": "--num_iter", "input_size": "--input_size",
     "polarity": "--polarity", "target": "--target", "checkpoint": "--checkpoint", "output_dir": "--output_dir",
-    "seed": "--seed", "batch_size": "--batch_size", "dtype": "--dtype",
+    "seed": "--seed", "batch_size": "--batch_size", "dtype": "--dtype", "num_masks": "--num_masks",
+    "batch": "--batch",
 }
 
 

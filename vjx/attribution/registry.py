@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from vjx.attribution import backprop, extremal, gradcam
+from vjx.attribution import backprop, extremal, gradcam, removal, scorecam
 from vjx.errors import ArgumentError
 
 MAP = "map"        # one per-voxel map per video: an Attribution, maps B x T x H x W
@@ -74,6 +74,26 @@ def _grad_cam_config(settings, spec) -> gradcam.GradCamConfig:
     return gradcam.GradCamConfig(layer=spec.gradcam_layer)
 
 
+def _score_cam_config(settings, spec) -> scorecam.ScoreCamConfig:
+    return scorecam.ScoreCamConfig(layer=spec.gradcam_layer, batch=settings.batch)
+
+
+def _rise_config(settings, spec) -> removal.RiseConfig:
+    return removal.RiseConfig(num_masks=settings.num_masks, batch=settings.batch)
+
+
+def _occlusion_config(settings, spec) -> removal.OcclusionConfig:
+    """Windows of a quarter of the clip's frames and of its side, half overlapping in space."""
+    frames, side = spec.num_frames, spec.crop
+    return removal.OcclusionConfig(window=(max(1, frames // 4), max(1, side // 4), max(1, side // 4)),
+                                   stride=(max(1, frames // 4), max(1, side // 8), max(1, side // 8)),
+                                   batch=settings.batch)
+
+
+def _cam(function) -> Entry:
+    return Entry(function.__name__, function, gradcam.GradCamConfig, MAP, _grad_cam_config, scores_unclipped=True)
+
+
 def _extremal_config(settings, spec) -> extremal.ExtremalConfig:
     """The areas and schedule; the iterations written out (the schedule's if not given), so that
     summaries say them."""
@@ -95,7 +115,14 @@ ENTRIES: tuple[Entry, ...] = (
           _integrated_gradients_config, ("integrated_grad",), scores_unclipped=True),
     Entry("smooth_grad", backprop.smooth_grad, backprop.SmoothGradConfig, MAP, _defaults(backprop.SmoothGradConfig),
           scores_unclipped=True),
-    Entry("grad_cam", gradcam.grad_cam, gradcam.GradCamConfig, MAP, _grad_cam_config, scores_unclipped=True),
+    _cam(gradcam.grad_cam),
+    _cam(gradcam.grad_cam_plus_plus),
+    _cam(gradcam.xgrad_cam),
+    _cam(gradcam.layer_cam),
+    _cam(gradcam.saliency_tubes),
+    Entry("score_cam", scorecam.score_cam, scorecam.ScoreCamConfig, MAP, _score_cam_config, scores_unclipped=True),
+    Entry("rise", removal.rise, removal.RiseConfig, MAP, _rise_config, scores_unclipped=True),
+    Entry("occlusion", removal.occlusion, removal.OcclusionConfig, MAP, _occlusion_config, scores_unclipped=True),
     _extremal(extremal.ep2d, "2d_ep"),
     _extremal(extremal.ep3d, "3d_ep"),
     _extremal(extremal.step),

@@ -61,6 +61,8 @@ class Request:
       output_dir: where the files go (created; removed again on failure if this run created it).
       seed: PRNG seed (random init, SmoothGrad noise, STEP tie-breaking).
       batch_size: videos per compiled call.
+      num_masks: random masks of RISE.
+      batch: perturbed clips per model call (Score-CAM, RISE, occlusion): the memory bound.
       dtype: ``float32`` or ``bfloat16`` compute for the model (masks stay float32).
       flags: the command line's flags, recorded in the summary.
       progress: show tqdm progress bars on stderr.
@@ -80,6 +82,8 @@ class Request:
     output_dir: str = "visual_res"
     seed: int = 0
     batch_size: int = 1
+    num_masks: int = 1000
+    batch: int = 16
     dtype: str = "float32"
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     progress: bool = True

@@ -52,7 +52,7 @@ def batch_sharding(devices: list[jax.Device] | None = None) -> NamedSharding:
 def fingerprint(resolved: Resolved) -> dict[str, Any]:
     """What must match for a finished video to be reused by a rerun."""
     request = resolved.request
-    return {"model": resolved.spec.name, "dataset": request.dataset, "method": request.method,
+    return {"model": resolved.spec.name, "dataset": request.dataset, "method": resolved.method.name,
             "areas": list(request.areas), "schedule": request.schedule, "num_iter": resolved.config.num_iter,
             "input_size": request.input_size, "checkpoint": request.checkpoint, "seed": request.seed,
             "dtype": request.dtype, "target": request.target}
