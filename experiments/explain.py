@@ -56,10 +56,13 @@ _TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folde
                               "prediction), pred, or a class name.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Videos per compiled call.")
+_NUM_MASKS = flags.DEFINE_integer("num_masks", 1000, "Random masks of rise.")
+_CLIPS = flags.DEFINE_integer("batch", 16, "Perturbed clips per model call (score_cam, rise, occlusion): "
+                              "lower it if memory runs out.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _NUM_ITER, _AREAS,
               _INPUT_SIZE, _POLARITY,
-              _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
+              _CHECKPOINT, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _NUM_MASKS, _CLIPS, _DTYPE)
 
 
 def video_paths() -> tuple[str, ...]:
@@ -98,7 +101,8 @@ def main(argv: list[str]) -> None:
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
         polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=output_dir,
-        seed=_SEED.value, batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values, **given)
+        seed=_SEED.value, batch_size=_BATCH.value, num_masks=_NUM_MASKS.value, batch=_CLIPS.value,
+        dtype=_DTYPE.value, flags=flag_values, **given)
     summary = pipeline.explain(request)
     for entry in summary["videos"]:
         line = f"{entry['video']}: target {entry['target_name']!r} ({entry['target_source']})"
