@@ -37,7 +37,8 @@ _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame 
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all of "
                              f"{registry.describe()}).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
-_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
+_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun, "
+                               "epic-kitchens-verb (tsm), ucf101-24 or ucf101 (vgg16lstm).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the pretrained I3D; "
                                   "random weights otherwise).")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.1"], "Areas in (0, 1): extremal methods optimise each, every "

@@ -34,9 +34,10 @@ _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders a
                                   "(the label is each name up to its first '-').")
 _VIDEO = flags.DEFINE_string("video", None, "One video file or frame folder (default: the bundled "
                              "Big Buck Bunny clip, (c) Blender Foundation, CC-BY 3.0).")
-_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
+_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3, tsm or vgg16lstm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
-                               "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
+                               "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb (tsm), "
+                               "ucf101-24 or ucf101 (vgg16lstm).")
 _METHOD = flags.DEFINE_string("vis_method", "step", f"Method, one of: {registry.describe()}.")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")

@@ -81,3 +81,27 @@ def test_checkpoint_layout_head_size_and_spec():
     assert converted.labels == tuple(f"class {i}" for i in range(CLASSES))
     state101 = {**state, "fc8_final.weight": np.zeros((101, 8), np.float32)}
     assert wc.checkpoint_spec(state101, spec).label_set == "ucf101"
+
+
+def test_every_registry_method_runs_on_it():
+    """The contract's promise for a new model: every per-voxel method and 3D-EP (the other extremal methods
+    share its loop; STEP needs 7+ frames), with the config its entry builds."""
+    import dataclasses
+
+    from vjx import pipeline
+    from vjx.attribution import registry
+
+    _, module, variables, _ = _pair()
+    spec = dataclasses.replace(get_spec("vgg16lstm"), num_frames=FRAMES, resize=SIZE, crop=SIZE, ep_sigma=11.0,
+                               num_classes=CLASSES)
+    settings = pipeline.Request(videos=(), areas=(0.2,), num_iter=2, num_masks=3, batch=4)
+    video = np.random.default_rng(2).normal(0, 5, (1, FRAMES, SIZE, SIZE, 3)).astype(np.float32)
+    for entry in (*(e for e in registry.ENTRIES if e.output == registry.MAP), registry.get("ep3d")):
+        config = entry.make_config(settings, spec)
+        if hasattr(config, "steps"):
+            config = dataclasses.replace(config, steps=2, batch_size=2)
+        if hasattr(config, "samples"):
+            config = dataclasses.replace(config, samples=2, batch_size=2)
+        result = entry.function(module.apply, video, [1], config, variables=variables, key=jax.random.key(0))
+        maps = np.asarray(result.masks if entry.output == registry.MASKS else result.maps)
+        assert maps.shape[-3:] == (FRAMES, SIZE, SIZE) and np.isfinite(maps).all(), entry.name

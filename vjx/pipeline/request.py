@@ -28,9 +28,9 @@ from vjx.pipeline import methods
 
 # The original CLI's --pretrain_dataset names -> label sets.
 DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "epic-kitchens-noun",
-                            "epic-kitchens-verb": "epic-kitchens-verb"}
-# Architectures that have EPIC-Kitchens heads.
-EPIC_MODELS = ("tsm_resnet50",)
+                            "epic-kitchens-verb": "epic-kitchens-verb", "ucf101-24": "ucf101-24", "ucf101": "ucf101"}
+# Architectures with heads for other label sets than their spec's (VGG16-LSTM: its checkpoint's).
+OTHER_HEADS = {"tsm_resnet50": ("epic-kitchens-noun", "epic-kitchens-verb"), "vgg16lstm": ("ucf101",)}
 # The smallest frames every model's strides still reduce to a feature map.
 MIN_INPUT_SIZE = 32
 # Model compute dtypes (names jnp.dtype understands).
@@ -169,9 +169,11 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
     else:
         spec = get_spec(request.model)
         if label_set != spec.label_set:
-            if spec.name not in EPIC_MODELS:
-                raise ArgumentError("dataset", f"{request.dataset!r} has no head on {spec.name} (only tsm has "
-                                    "EPIC-Kitchens heads); use kinetics, or the tsm model")
+            heads = (spec.label_set, *OTHER_HEADS.get(spec.name, ()))
+            if label_set not in heads:
+                named = [name for name, labels in DATASETS.items() if labels in heads]
+                raise ArgumentError("dataset", f"{request.dataset!r} has no head on {spec.name}; use "
+                                    f"{' or '.join(named)}")
             spec = spec.with_label_set(label_set)
         weights = _choose_weights(request, spec)
     if request.input_size is not None:
