@@ -205,6 +205,22 @@ def test_the_method_table_is_the_registry():
         registry.get("lime")
 
 
+def test_a_setting_suffix_makes_separate_methods():
+    """Table 4's variants: 3D-EP with seeds smoothed over time at chosen sigmas, each its own method."""
+    request = pipeline.Request(videos=(), areas=(0.1,), num_iter=5)
+    one, three = methods.get("3d_ep_smooth@1"), methods.get("ep3d_temporal_smoothing@3.5")
+    assert (one.name, three.name) == ("ep3d_temporal_smoothing@1", "ep3d_temporal_smoothing@3.5")
+    assert one.make_config(request, PLANTED_SPEC).temporal_sigma == 1.0
+    assert three.make_config(request, PLANTED_SPEC).temporal_sigma == 3.5
+    assert three.function is attribution.ep3d_temporal_smoothing and three.extremal
+    resolved = pipeline.resolve(dataclasses.replace(request, videos=("v",), model="r3d", method="3d_ep_smooth@2"))
+    assert resolved.method.name == "ep3d_temporal_smoothing@2" and resolved.config.temporal_sigma == 2.0
+    for bad, message in (("grad@2", "gradient takes no @value"), ("3d_ep_smooth@wide", "must be a number")):
+        with pytest.raises(ArgumentError, match=message) as caught:
+            methods.get(bad)
+        assert caught.value.argument == "method"
+
+
 def test_the_method_table_declares_every_method():
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)

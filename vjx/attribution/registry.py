@@ -41,6 +41,9 @@ class Entry:
       scores_unclipped: True if ``config_type`` has a ``normalize`` field whose False gives maps
         that keep their ranking (no display clipping), which is what scoring needs; the MASKS
         methods are scored on their own masks.
+      setting: a numeric ``config_type`` field that a name's ``@value`` suffix sets, so that the
+        method at several values is several methods (separate rows in sweeps and evaluations):
+        ``3d_ep_smooth@2`` is Table 4's 3D-EP with seeds smoothed over 2 frames. None: no suffix.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Entry:
     make_config: Callable[[Any, Any], Any]
     aliases: tuple[str, ...] = ()
     scores_unclipped: bool = False
+    setting: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -102,8 +106,9 @@ def _extremal_config(settings, spec) -> extremal.ExtremalConfig:
                                    num_iter=num_iter, sigma=spec.ep_sigma)
 
 
-def _extremal(function, *aliases: str) -> Entry:
-    return Entry(function.__name__, function, extremal.ExtremalConfig, MASKS, _extremal_config, aliases)
+def _extremal(function, *aliases: str, setting: str | None = None) -> Entry:
+    return Entry(function.__name__, function, extremal.ExtremalConfig, MASKS, _extremal_config, aliases,
+                 setting=setting)
 
 
 ENTRIES: tuple[Entry, ...] = (
@@ -127,7 +132,7 @@ ENTRIES: tuple[Entry, ...] = (
     _extremal(extremal.ep3d, "3d_ep"),
     _extremal(extremal.step),
     # Table 4's baseline: 3D-EP whose seed masks are smoothed over time (not in the original's CLI).
-    _extremal(extremal.ep3d_temporal_smoothing, "3d_ep_smooth"),
+    _extremal(extremal.ep3d_temporal_smoothing, "3d_ep_smooth", setting="temporal_sigma"),
 )
 
 _BY_NAME: dict[str, Entry] = {name: entry for entry in ENTRIES for name in entry.names}
@@ -136,10 +141,32 @@ if len(_BY_NAME) != sum(len(entry.names) for entry in ENTRIES):
 
 
 def get(name: str) -> Entry:
-    """The entry called ``name`` (canonical or alias); otherwise an ArgumentError of ``method``."""
-    if name not in _BY_NAME:
+    """The entry called ``name`` (canonical or alias, an ``@value`` suffix allowed); otherwise an
+    ArgumentError of ``method``."""
+    return parse(name)[0]
+
+
+def parse(name: str) -> tuple[Entry, float | None]:
+    """``"3d_ep_smooth@2"`` -> (its entry, 2.0); a name without ``@`` -> (its entry, None).
+
+    Raises:
+      ArgumentError of ``method``: an unknown name, a suffix on a method without a ``setting``, or a
+      suffix that is not a number.
+    """
+    base, at, value = name.partition("@")
+    if base not in _BY_NAME:
         raise ArgumentError("method", f"{name!r} is unknown; choose one of {describe()}")
-    return _BY_NAME[name]
+    entry = _BY_NAME[base]
+    if not at:
+        return entry, None
+    if entry.setting is None:
+        variable = [e.name for e in ENTRIES if e.setting]
+        raise ArgumentError("method", f"{name!r}: {entry.name} takes no @value (only {', '.join(variable)} do)")
+    try:
+        return entry, float(value)
+    except ValueError:
+        raise ArgumentError("method", f"{name!r}: the value after @ sets {entry.setting} and must be a number, "
+                            f"e.g. {base}@2") from None
 
 
 def names(output: str | None = None) -> tuple[str, ...]:
@@ -148,6 +175,8 @@ def names(output: str | None = None) -> tuple[str, ...]:
 
 
 def describe(output: str | None = None) -> str:
-    """``"gradient (grad), ..., step"``: canonical names with their aliases, for flag help and errors."""
+    """``"gradient (grad), ..., ep3d_temporal_smoothing (3d_ep_smooth) [@temporal_sigma]"``: canonical
+    names with their aliases and settings, for flag help and errors."""
     return ", ".join(entry.name + (f" ({', '.join(entry.aliases)})" if entry.aliases else "")
+                     + (f" [@{entry.setting}]" if entry.setting else "")
                      for entry in ENTRIES if output is None or entry.output == output)

@@ -56,14 +56,17 @@ class Method:
 
     Attributes:
       entry: the method's registry entry (name, function, config, output kind).
+      value: the value of the entry's ``setting`` given as an ``@value`` suffix, or None.
     """
 
     entry: registry.Entry
+    value: float | None = None
 
     @property
     def name(self) -> str:
-        """The canonical name, e.g. ``"ep3d"`` (``"3d_ep"`` is an alias)."""
-        return self.entry.name
+        """The canonical name, e.g. ``"ep3d"`` (``"3d_ep"`` is an alias), with ``@value`` if one was given
+        (``"ep3d_temporal_smoothing@2"``): the name rows and summaries carry."""
+        return self.entry.name if self.value is None else f"{self.entry.name}@{self.value:g}"
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -72,7 +75,8 @@ class Method:
 
     def make_config(self, request, spec: ModelSpec) -> Any:
         """The function's config for a request (``areas``, ``schedule``, ``num_iter``, ``polarity``)."""
-        return self.entry.make_config(request, spec)
+        config = self.entry.make_config(request, spec)
+        return config if self.value is None else dataclasses.replace(config, **{self.entry.setting: self.value})
 
     @property
     def extremal(self) -> bool:
@@ -121,8 +125,10 @@ METHODS: dict[str, Method] = {entry.name: Method(entry) for entry in registry.EN
 
 
 def get(name: str) -> Method:
-    """The method called ``name`` (canonical or alias); an unknown name is an ArgumentError of ``method``."""
-    return METHODS[registry.get(name).name]
+    """The method called ``name`` (canonical or alias, with an ``@value`` suffix where the entry has a
+    ``setting``); an unknown name is an ArgumentError of ``method``."""
+    entry, value = registry.parse(name)
+    return METHODS[entry.name] if value is None else Method(entry, value)
 
 
 def extremal_names() -> tuple[str, ...]:
