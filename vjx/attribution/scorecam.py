@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from vjx.attribution import _batched, _stepping, gradcam
+from vjx.attribution import _batched, gradcam
 from vjx.attribution._common import check_inputs, resolve_model
 from vjx.attribution._stepping import Progress
 from vjx.attribution.backprop import Attribution, target_summary
