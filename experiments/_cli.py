@@ -31,6 +31,7 @@ FLAG_NAMES: dict[str, str] = {
     "areas": "--perturb_area", "schedule": "--schedule", "num_iter": "--num_iter", "input_size": "--input_size",
     "polarity": "--polarity", "target": "--target", "checkpoint": "--checkpoint", "output_dir": "--output_dir",
     "seed": "--seed", "batch_size": "--batch_size", "dtype": "--dtype", "random_weights": "--random_weights",
+    "num_masks": "--num_masks", "batch": "--batch",
 }
 
 

@@ -35,7 +35,8 @@ from absl import flags
 from experiments import _cli
 
 _ARCH = flags.DEFINE_string("arch", "r2plus1d", "i3d, r2plus1d, r3d, mc3 or tsm.")
-_METHOD = flags.DEFINE_string("method", "step", "2d_ep, 3d_ep, step, integrated_grad or smooth_grad.")
+_METHOD = flags.DEFINE_string("method", "step", "An extremal method or a path method (integrated_gradients, "
+                              "smooth_grad), by name or alias; see vjx.attribution.registry.")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.01", "0.02", "0.05", "0.1", "0.15", "0.2"], "Area ratios in (0, 1).")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations per area (default 3), or path points (default 25).")
 _PATH_BATCH = flags.DEFINE_integer("path_batch", 1, "Path points per forward/backward pass (integrated_grad, "
@@ -53,8 +54,8 @@ _SPLIT = flags.DEFINE_bool("split", False, "Only time one area-iteration against
                            "in turn in one run (--num_iter repeats, at least 3).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 
-_TORCH_METHOD = {"2d_ep": "2d", "3d_ep": "3d", "step": "step"}
-PATH_METHODS = ("integrated_grad", "smooth_grad")
+# The methods besides the extremal ones that have a torch twin to time against (canonical names).
+PATH_METHODS = ("integrated_gradients", "smooth_grad")
 
 
 def torch_path_method(torch_model, video, target: int, method: str, points: int, mean, std) -> None:
@@ -65,7 +66,7 @@ def torch_path_method(torch_model, video, target: int, method: str, points: int,
     from vjx.torch_reference.backprop import gradient, integrated_gradients
 
     labels = torch.tensor([target])
-    if method == "integrated_grad":
+    if method == "integrated_gradients":
         black = [(0.0 - m) / s for m, s in zip(mean, std)]
         integrated_gradients(torch_model, video, labels, black, steps=points)
         return
@@ -85,7 +86,7 @@ def time_path_method(name: str, model, torch_model, x: np.ndarray, target: int, 
     from vjx.pipeline import methods
     from vjx.torch_reference import freeze
 
-    config = (attribution.IntegratedGradientsConfig(steps=points, batch_size=batch) if name == "integrated_grad"
+    config = (attribution.IntegratedGradientsConfig(steps=points, batch_size=batch) if name == "integrated_gradients"
               else attribution.SmoothGradConfig(samples=points, batch_size=batch))
     function = methods.get(name).function
     targets, key = np.array([target], np.int32), jax.random.key(0)
@@ -208,7 +209,7 @@ def run() -> dict:
     from vjx.torch_reference.perturbation import extremal_loop
 
     method = methods.get(_METHOD.value)
-    if not method.extremal and _METHOD.value not in PATH_METHODS:
+    if not method.extremal and method.name not in PATH_METHODS:
         raise ArgumentError("method", f"{_METHOD.value!r} is not timed here; choose one of "
                             f"{', '.join(methods.extremal_names() + PATH_METHODS)}")
     n = _NUM_ITER.value or (3 if method.extremal else 25)
@@ -222,11 +223,11 @@ def run() -> dict:
     x = model_input(spec, video)[None]
     torch_model, model = twin_models(spec.name)
     target = int(np.argmax(np.asarray(model(x))))
-    result = {"arch": spec.name, "method": _METHOD.value, "input": "x".join(map(str, x.shape)),
+    result = {"arch": spec.name, "method": method.name, "input": "x".join(map(str, x.shape)),
               "device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
               "jax": jax.__version__, "torch": torch.__version__}
     if not method.extremal:
-        return {**result, **time_path_method(_METHOD.value, model, torch_model, x, target, n, _PATH_BATCH.value)}
+        return {**result, **time_path_method(method.name, model, torch_model, x, target, n, _PATH_BATCH.value)}
     config = ExtremalConfig(areas=areas, schedule="original", num_iter=n, sigma=spec.ep_sigma,
                             area_batch=_AREA_BATCH.value, iterations_per_call=_PER_CALL.value)
     targets = np.array([target], np.int32)
@@ -258,7 +259,7 @@ def run() -> dict:
         torch_model = torch_model.to(device)
         video_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).to(device)
         start = time.perf_counter()
-        extremal_loop(torch_model, video_t, target, areas, method=_TORCH_METHOD[_METHOD.value], num_iter=n,
+        extremal_loop(torch_model, video_t, target, areas, method=method.name, num_iter=n,
                       sigma=spec.ep_sigma)
         if device == "cuda":
             torch.cuda.synchronize()

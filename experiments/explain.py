@@ -21,6 +21,7 @@ import os
 from absl import flags
 
 from experiments import _cli
+from vjx.attribution import registry
 from vjx.errors import VjxError
 
 # The CPU demo's area (the paper's figures show masks of about this size).
@@ -30,11 +31,11 @@ _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders a
                                   "(the label is each name up to its first '-').")
 _VIDEO = flags.DEFINE_string("video", None, "One video file or frame folder (default: the bundled "
                              "Big Buck Bunny clip, (c) Blender Foundation, CC-BY 3.0).")
-_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
+_MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3, tsm or vgg16lstm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics",
-                               "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb.")
-_METHOD = flags.DEFINE_string("vis_method", "step", "grad, grad*input, integrated_grad, smooth_grad, "
-                              "grad_cam, 2d_ep, 3d_ep, step or 3d_ep_smooth (3D-EP with seeds smoothed over time).")
+                               "Label set of the head: kinetics, epic-kitchens-noun, epic-kitchens-verb (tsm), "
+                               "ucf101-24 or ucf101 (vgg16lstm).")
+_METHOD = flags.DEFINE_string("vis_method", "step", f"Method, one of: {registry.describe()}.")
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: native (the library's "
@@ -60,11 +61,14 @@ _TARGET = flags.DEFINE_string("target", "label", "Class to explain: label (folde
                               "prediction), pred, or a class name.")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Videos per compiled call.")
+_NUM_MASKS = flags.DEFINE_integer("num_masks", 1000, "Random masks of rise.")
+_CLIPS = flags.DEFINE_integer("batch", 16, "Perturbed clips per model call (score_cam, rise, occlusion): "
+                              "lower it if memory runs out.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEO, _MODEL, _DATASET, _METHOD, _SAVE_LABEL, _NO_GPU, _SCHEDULE, _WARM_START,
               _NUM_ITER, _AREAS,
               _INPUT_SIZE, _POLARITY,
-              _CHECKPOINT, _RANDOM, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _DTYPE)
+              _CHECKPOINT, _RANDOM, _OUTPUT_DIR, _TARGET, _SEED, _BATCH, _NUM_MASKS, _CLIPS, _DTYPE)
 
 
 def video_paths() -> tuple[str, ...]:
@@ -108,8 +112,8 @@ def main(argv: list[str]) -> None:
     request = pipeline.Request(
         videos=video_paths(), model=_MODEL.value, dataset=_DATASET.value, method=_METHOD.value,
         polarity=_POLARITY.value, target=_TARGET.value, checkpoint=_CHECKPOINT.value,
-        random_weights=_RANDOM.value, output_dir=output_dir,
-        seed=_SEED.value, batch_size=_BATCH.value, dtype=_DTYPE.value, flags=flag_values, **given)
+        random_weights=_RANDOM.value, output_dir=output_dir, seed=_SEED.value, batch_size=_BATCH.value,
+        num_masks=_NUM_MASKS.value, batch=_CLIPS.value, dtype=_DTYPE.value, flags=flag_values, **given)
     summary = pipeline.explain(request)
     print(f"Wrote {len(summary['videos'])} explanation(s) to {os.path.abspath(output_dir)} "
           f"(figures .png, animations .gif and .mp4, maps .npz, summary.json) in {summary['timings_s']['total']:.1f} s")

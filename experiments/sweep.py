@@ -18,12 +18,14 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import _cli, _processes
+from vjx.attribution import registry
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders and/or video files (required).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name); all but the "
                              "pretrained i3d need --checkpoint (or --random_weights).")
-_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
-_METHOD = flags.DEFINE_string("vis_method", "step", "2d_ep, 3d_ep, step or 3d_ep_smooth.")
+_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun, "
+                               "epic-kitchens-verb (tsm), ucf101-24 or ucf101 (vgg16lstm).")
+_METHOD = flags.DEFINE_string("vis_method", "step", f"Extremal method, one of: {registry.describe(registry.MASKS)}.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How masks are optimised: original (the original toolkit's "
                                 "SGD, 2000 iterations) or fast (default: the library's).")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default: the schedule's own).")

@@ -331,7 +331,7 @@ def test_label_errors(tmp_path, monkeypatch):
     with pytest.raises(VjxError, match="unknown label set 'kinetics600'.*kinetics400"):
         load_labels("kinetics600")
     with pytest.raises(VjxError, match="unknown label set"):
-        label_set_size("ucf101")
+        label_set_size("ucf50")
     with pytest.raises(VjxError, match=r"kinetics/classes.json.*not found in labels_dir.*put the original "
                                        r"toolkit's file at .*pass labels_dir=None"):
         load_labels("kinetics400", tmp_path)

@@ -28,7 +28,7 @@ from vjx.pipeline.scores import score_batch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 AREAS = (0.1, 0.3)
-METHODS = ("grad", "grad_cam", "3d_ep")
+METHODS = ("gradient", "grad_cam", "ep3d")
 # The planted evidence (tests/planted.py): frames 2-5, rows 10-21, columns 8-19.
 TRUTH = "video,kind,start,stop,x0,y0,x1,y1\nclass_1-a,segment,2,6\nclass_1-a,box,2,6,8,10,19,21\n"
 TIMINGS = ("attribution_s", "scoring_s")
@@ -88,15 +88,15 @@ def test_rows_cover_every_method_case_and_area(evaluated):
             row = by[method, name, 0.3]
             assert row["kind"] == "clip" and 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
     for name in names:
-        assert by["grad", name, 0.1]["target"] == by["grad", name, 0.3]["target"]
-    assert by["3d_ep", "class_1-a", 0.1]["mask_area"] != by["3d_ep", "class_1-a", 0.3]["mask_area"]
-    assert "mask_area" not in by["grad", "class_1-a", 0.1]
+        assert by["gradient", name, 0.1]["target"] == by["gradient", name, 0.3]["target"]
+    assert by["ep3d", "class_1-a", 0.1]["mask_area"] != by["ep3d", "class_1-a", 0.3]["mask_area"]
+    assert "mask_area" not in by["gradient", "class_1-a", 0.1]
     for name in names:                   # the extremal method's own per-area numbers, its hard mask's included
-        row = by["3d_ep", name, 0.3]
+        row = by["ep3d", name, 0.3]
         assert row["converged"] in (0.0, 1.0) and 0 <= row["undecided"] <= 1
         assert 0 <= row["hard_preserved_probability"] <= 1 and 0 <= row["preserved_probability"] <= 1
     # The planted evidence is the annotated box in the annotated frames: gradients find both.
-    for method in ("grad", "grad_cam"):
+    for method in ("gradient", "grad_cam"):
         assert by[method, "class_1-a", 0.1]["spatial_pointing"] == 1.0
         assert by[method, "class_1-a", 0.1]["temporal_pointing"] == 1.0
         one, other = by[method, "class_1-a", 0.1], by[method, "class_1-a", 0.3]
@@ -107,7 +107,7 @@ def test_rows_cover_every_method_case_and_area(evaluated):
 
 def test_scores_are_the_metrics_of_the_unclipped_maps(planted, clips, evaluated):
     result, _ = evaluated
-    row = next(r for r in result.rows if (r["method"], r["case"], r["area"]) == ("grad", "class_1-a", 0.1))
+    row = next(r for r in result.rows if (r["method"], r["case"], r["area"]) == ("gradient", "class_1-a", 0.1))
     video, x = cases.load(cases.clip_cases(clips[:1], PLANTED_SPEC)[0], PLANTED_SPEC)
     maps = attribution.gradient(planted, x[None], np.array([TARGET]), attribution.GradientConfig(normalize=False)).maps
     deletion = metrics.deletion_curve(planted, x[None], np.array([TARGET]), maps, steps=4)
@@ -136,7 +136,7 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     result, out = evaluated
     stored = json.loads((out / "table.json").read_text())
     assert stored["table"] == json.loads(json.dumps(result.table))
-    assert stored["cases"] == {"clips": 3, "pairs": 8} and stored["settings"]["3d_ep"]["num_iter"] == 2
+    assert stored["cases"] == {"clips": 3, "pairs": 8} and stored["settings"]["ep3d"]["num_iter"] == 2
     assert [(line["method"], line["area"]) for line in result.table] == [(m, a) for m in METHODS for a in AREAS]
     for line in result.table:
         members = [r for r in result.rows if (r["method"], r["area"]) == (line["method"], line["area"])]
@@ -148,7 +148,7 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     markdown = (out / "table.md").read_text().splitlines()
     assert markdown[0].startswith("| method | area | spatial pointing ↑ (n=1) | temporal pointing ↑ (n=9) | "
                                   "deletion auc ↓ (n=3) |")
-    assert len(markdown) == 2 + len(METHODS) * len(AREAS) and markdown[2].startswith("| grad | 0.1 | 1.000 ± 0.000 |")
+    assert len(markdown) == 2 + len(METHODS) * len(AREAS) and markdown[2].startswith("| gradient | 0.1 | 1.000 ± 0.000 |")
     header = (out / "table.csv").read_text().splitlines()[0]
     assert header.startswith("method,area,spatial_pointing_mean,spatial_pointing_std,spatial_pointing_n,")
     assert len((out / "rows.csv").read_text().splitlines()) == 1 + len(result.rows)
@@ -166,10 +166,10 @@ def test_a_rerun_resumes_merges_and_refuses_other_settings(planted, clips, truth
     assert not calls and "0 method x case runs to do, 33 already done" in capsys.readouterr().out
     assert again.rows == result.rows and again.table == result.table
 
-    (copy / "rows" / "3d_ep" / "class_2-c.json").unlink()
+    (copy / "rows" / "ep3d" / "class_2-c.json").unlink()
     merged = evaluate.run(evaluation(clips, copy, truth_file), model=planted, merge_only=True)
-    assert not calls and merged.missing == ["3d_ep/class_2-c"] and len(merged.rows) == len(result.rows) - 2
-    assert json.loads((copy / "table.json").read_text())["missing"] == ["3d_ep/class_2-c"]
+    assert not calls and merged.missing == ["ep3d/class_2-c"] and len(merged.rows) == len(result.rows) - 2
+    assert json.loads((copy / "table.json").read_text())["missing"] == ["ep3d/class_2-c"]
     resumed = evaluate.run(evaluation(clips, copy, truth_file), model=planted)
     assert len(calls) == 1 and not resumed.missing
     assert [r["case"] for r in resumed.rows] == [r["case"] for r in result.rows]
@@ -255,7 +255,8 @@ def test_a_bad_annotation_file_names_its_line_and_writes_nothing(case, planted, 
 
 
 @pytest.mark.parametrize("overrides, argument", [
-    (dict(methods=()), "methods"), (dict(methods=("grad", "grad")), "methods"), (dict(methods=("lime",)), "method"),
+    (dict(methods=()), "methods"), (dict(methods=("grad", "grad")), "methods"),
+    (dict(methods=("grad", "gradient")), "methods"), (dict(methods=("lime",)), "method"),
     (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"),
 ])
 def test_bad_settings_name_their_argument(overrides, argument, planted, clips, tmp_path):

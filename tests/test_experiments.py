@@ -158,6 +158,7 @@ def corrupt_dir(tmp_path_factory):
 BAD_EXPLAIN = {
     "corrupt image": (["--videos_dir", "{corrupt}"], "00003.png"),
     "unknown method": (["--vis_method", "lime"], "--vis_method 'lime'"),
+    "no RISE masks": (["--vis_method", "rise", "--num_masks", "0"], "--num_masks must be a whole number"),
     "area above 1": (["--perturb_area", "0.1,1.5"], "--perturb_area 1.5"),
     "area not a number": (["--perturb_area", "big"], "--perturb_area"),
     "unknown flag": (["--areas", "0.1"], "areas"),
@@ -206,12 +207,12 @@ def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     result = run_script("evaluate", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 cases" not in result.stdout and "6 cases (4 joined pairs) x 1 methods x 1 areas" in result.stdout
-    assert "| grad | 0.1 |" in result.stdout and "6 rows in" in result.stdout
+    assert "| gradient | 0.1 |" in result.stdout and "6 rows in" in result.stdout
     stored = json.loads((out / "table.json").read_text())
     assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
-    assert stored["settings"]["grad"]["input_size"] == 32                  # r3d at 32 px, not its 112
+    assert stored["settings"]["gradient"]["input_size"] == 32                  # r3d at 32 px, not its 112
     line = stored["table"][0]
-    assert (line["method"], line["area"]) == ("grad", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
+    assert (line["method"], line["area"]) == ("gradient", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
     assert line["metrics"]["spatial_pointing"]["n"] == 1 and line["metrics"]["deletion_auc"]["n"] == 2
     again = run_script("evaluate", *args)
     assert again.returncode == 0 and "0 method x case runs to do, 6 already done" in again.stdout

@@ -18,6 +18,7 @@ import pytest
 from tests.planted import PLANTED_SPEC, TARGET, planted_video, write_planted_frames
 from vjx import attribution, data, pipeline
 from vjx.errors import ArgumentError, VjxError
+from vjx.attribution import registry
 from vjx.pipeline import methods
 from vjx.pipeline.runner import Runner
 from vjx.pipeline.targets import choose_target
@@ -163,7 +164,8 @@ BAD_INPUT = {
     "missing video": (dict(videos=("{tmp}/nope",)), "nope"),
     "corrupt image": (dict(videos=("{corrupt}",)), "00003.png"),
     "corrupt video": (dict(videos=("{tmp}/bad.mp4",)), "bad.mp4"),
-    "i3d with epic": (dict(model="i3d", dataset="epic-kitchens-noun"), "only tsm"),
+    "i3d with epic": (dict(model="i3d", dataset="epic-kitchens-noun"), "has no head on i3d; use kinetics"),
+    "vgg16lstm with kinetics": (dict(model="vgg16lstm"), "has no head on vgg16lstm; use ucf101-24 or ucf101"),
     "unknown model": (dict(model="r4d"), "r4d"),
     "unknown method": (dict(method="lime"), "method 'lime'"),
     "unknown dataset": (dict(dataset="ucf"), "dataset 'ucf'"),
@@ -241,14 +243,46 @@ def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
     assert (full.spec.crop, full.config.sigma) == (224, 23.0)
 
 
+def test_the_method_table_is_the_registry():
+    assert tuple(methods.METHODS) == registry.names()
+    assert methods.extremal_names() == registry.names(registry.MASKS)
+    for original, name in (("grad", "gradient"), ("grad*input", "gradient_x_input"),
+                           ("integrated_grad", "integrated_gradients"), ("2d_ep", "ep2d"), ("3d_ep", "ep3d"),
+                           ("3d_ep_smooth", "ep3d_temporal_smoothing"), ("step", "step"), ("grad_cam", "grad_cam")):
+        assert methods.get(original) is methods.get(name) and methods.get(original).name == name
+    for entry in registry.ENTRIES:
+        assert getattr(attribution, entry.name) is entry.function          # the canonical name is the function's
+        assert entry.output in registry.OUTPUTS
+        for name in entry.names:
+            assert registry.get(name) is entry and name in registry.describe()
+        config = entry.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
+        assert isinstance(config, entry.config_type)
+        assert entry.scores_unclipped == any(f.name == "normalize" for f in dataclasses.fields(config))
+    with pytest.raises(ArgumentError, match="'lime' is unknown; choose one of gradient \\(grad\\)"):
+        registry.get("lime")
+
+
+def test_a_setting_suffix_makes_separate_methods():
+    """Table 4's variants: 3D-EP with seeds smoothed over time at chosen sigmas, each its own method."""
+    request = pipeline.Request(videos=(), areas=(0.1,), num_iter=5)
+    one, three = methods.get("3d_ep_smooth@1"), methods.get("ep3d_temporal_smoothing@3.5")
+    assert (one.name, three.name) == ("ep3d_temporal_smoothing@1", "ep3d_temporal_smoothing@3.5")
+    assert one.make_config(request, PLANTED_SPEC).temporal_sigma == 1.0
+    assert three.make_config(request, PLANTED_SPEC).temporal_sigma == 3.5
+    assert three.function is attribution.ep3d_temporal_smoothing and three.extremal
+    resolved = pipeline.resolve(dataclasses.replace(request, videos=("v",), model="r3d", method="3d_ep_smooth@2"))
+    assert resolved.method.name == "ep3d_temporal_smoothing@2" and resolved.config.temporal_sigma == 2.0
+    for bad, message in (("grad@2", "gradient takes no @value"), ("3d_ep_smooth@wide", "must be a number")):
+        with pytest.raises(ArgumentError, match=message) as caught:
+            methods.get(bad)
+        assert caught.value.argument == "method"
+
+
 def test_the_method_table_declares_every_method():
-    assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
-                                    "2d_ep", "3d_ep", "step", "3d_ep_smooth"}
-    assert methods.extremal_names() == ("2d_ep", "3d_ep", "step", "3d_ep_smooth")
-    assert methods.get("3d_ep_smooth").function is attribution.ep3d_temporal_smoothing
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
         assert method.name == name and callable(method.function)
+        assert (method.scoring_config(config).normalize is False) if method.entry.scores_unclipped else True
         if method.extremal:
             assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
             assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma
@@ -256,7 +290,7 @@ def test_the_method_table_declares_every_method():
             assert method.row_names(config) == ("area 0.1", "area 0.2")
         else:
             assert method.row_names(config) == (name,)
-    with pytest.raises(ArgumentError, match="choose one of grad, grad\\*input"):
+    with pytest.raises(ArgumentError, match="choose one of gradient \\(grad\\), gradient_x_input"):
         methods.get("lime")
 
 

@@ -45,6 +45,7 @@ from vjx.models.registry import ModelSpec
 from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
+from vjx.pipeline import methods
 from vjx.pipeline.methods import METHODS
 from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
@@ -64,7 +65,8 @@ class Evaluation:
         its iterations), the ``target`` rule for real clips, ``seed``, ``dtype``,
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
-      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
+      methods: method names or aliases (:mod:`vjx.attribution.registry`), in the table's order; rows
+        and the table use the canonical names.
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
@@ -108,6 +110,7 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     """
     start = time.perf_counter()
     resolved = _resolve_all(evaluation, model)
+    evaluation = dataclasses.replace(evaluation, methods=tuple(resolved))      # canonical names: rows say these
     spec = resolved[evaluation.methods[0]].spec                     # at the request's input_size
     request = evaluation.request
     cases = clip_cases(request.videos, spec, evaluation.annotations)
@@ -180,9 +183,10 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     request = evaluation.request
     if not evaluation.methods:
         raise ArgumentError("methods", "is empty; give at least one method")
-    twice = sorted({m for m in evaluation.methods if evaluation.methods.count(m) > 1})
+    canonical = [methods.get(m).name for m in evaluation.methods]
+    twice = sorted({m for m in canonical if canonical.count(m) > 1})
     if twice:
-        raise ArgumentError("methods", f"names {twice[0]!r} twice")
+        raise ArgumentError("methods", f"names {twice[0]!r} twice (a name and its alias count as one)")
     if not request.videos and not evaluation.pairs:
         raise ArgumentError("videos", "is empty and there are no pairs; give clips, pairs or both")
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
@@ -191,7 +195,7 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
     checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs)
-    return {m: resolve(dataclasses.replace(checked, method=m), model) for m in evaluation.methods}
+    return {name: resolve(dataclasses.replace(checked, method=name), model) for name in canonical}
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -238,9 +242,7 @@ def _compute(evaluation: Evaluation, resolved: dict[str, Resolved], spec: ModelS
 
 def _scoring(resolved: Resolved) -> Resolved:
     """The request with maps that keep their ranking: no display clipping (see :mod:`vjx.pipeline.scores`)."""
-    if resolved.method.extremal:
-        return resolved
-    return dataclasses.replace(resolved, config=dataclasses.replace(resolved.config, normalize=False))
+    return dataclasses.replace(resolved, config=resolved.method.scoring_config(resolved.config))
 
 
 def _rows(method: str, case: Case, result, scores: list[dict[str, float]], areas, seconds) -> list[dict[str, Any]]:

@@ -1,8 +1,7 @@
-"""The table of attribution methods a run can use: one :class:`Method` per ``method`` name.
+"""The attribution methods a run can use: one :class:`Method` per entry of :mod:`vjx.attribution.registry`.
 
-Each entry declares what its method is: the ``vjx.attribution`` function, how a request's settings
-become the function's config, whether it is *extremal* (one mask per preserved-area ratio, all
-optimised in one call), and how its result becomes one :class:`Explanation` per video (maps, row
+The registry entry declares what the method is (canonical name and aliases, function, config, output
+kind); a :class:`Method` adds how its result becomes one :class:`Explanation` per video (maps, row
 labels and the numbers the summaries report). Callers look a method up here instead of testing its
 name.
 
@@ -12,8 +11,8 @@ name.
     result = method.function(model, x, targets, config, key=jax.random.key(0))
     explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
 
-The names are the original toolkit's ``--vis_method`` values, plus ``3d_ep_smooth`` (the paper's
-Table 4 baseline, which the original's command line does not offer).
+The canonical names are those of the ``vjx.attribution`` functions; the original toolkit's
+``--vis_method`` values are their aliases (``methods.get("3d_ep").name == "ep3d"``).
 """
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from vjx import attribution
-from vjx.errors import ArgumentError
+from vjx.attribution import registry
 from vjx.models.registry import ModelSpec
 
 
@@ -54,23 +52,46 @@ class Explanation:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """One attribution method as a run uses it.
+    """One attribution method as a run uses it: its :class:`vjx.attribution.registry.Entry`, plus how
+    its result becomes explanations.
 
     Attributes:
-      name: the ``method`` name (the original's ``--vis_method`` value), e.g. ``"step"``.
-      function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
-        vjx.attribution.
-      make_config: ``(request, spec) -> config``: the function's config for a request (any object
-        with ``areas``, ``schedule``, ``num_iter`` and ``polarity``) and a model spec.
-      title: the method as the paper and its readers name it (figure titles, console).
-      extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
+      entry: the method's registry entry (name, function, config, output kind).
+      value: the value of the entry's ``setting`` given as an ``@value`` suffix, or None.
     """
 
-    name: str
-    function: Callable[..., Any]
-    make_config: Callable[[Any, ModelSpec], Any]
-    title: str
-    extremal: bool = False
+    entry: registry.Entry
+    value: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The canonical name, e.g. ``"ep3d"`` (``"3d_ep"`` is an alias), with ``@value`` if one was given
+        (``"ep3d_temporal_smoothing@2"``): the name rows and summaries carry."""
+        return self.entry.name if self.value is None else f"{self.entry.name}@{self.value:g}"
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)``."""
+        return self.entry.function
+
+    def make_config(self, request, spec: ModelSpec) -> Any:
+        """The function's config for a request (``areas``, ``schedule``, ``num_iter``, ``polarity``)."""
+        config = self.entry.make_config(request, spec)
+        return config if self.value is None else dataclasses.replace(config, **{self.entry.setting: self.value})
+
+    @property
+    def title(self) -> str:
+        """The method as the paper and its readers name it (figure titles, console)."""
+        return self.entry.title
+
+    @property
+    def extremal(self) -> bool:
+        """True for the methods with one mask per area (an ``ExtremalResult``)."""
+        return self.entry.output == registry.MASKS
+
+    def scoring_config(self, config: Any) -> Any:
+        """``config`` with maps that keep their ranking (no display clipping), for scoring."""
+        return dataclasses.replace(config, normalize=False) if self.entry.scores_unclipped else config
 
     def row_names(self, config: Any) -> tuple[str, ...]:
         """The labels of an explanation's map rows."""
@@ -136,54 +157,16 @@ def extremal_sentence(explanation: Explanation) -> str:
                    f"(top {best['area']:.0%}); larger areas may reach it")
 
 
-def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
-    return attribution.GradientConfig(polarity=request.polarity)
-
-
-def _integrated_gradients_config(request, spec: ModelSpec) -> attribution.IntegratedGradientsConfig:
-    return attribution.IntegratedGradientsConfig(polarity=request.polarity, mean=spec.mean, std=spec.std)
-
-
-def _smooth_grad_config(request, spec: ModelSpec) -> attribution.SmoothGradConfig:
-    return attribution.SmoothGradConfig()
-
-
-def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
-    return attribution.GradCamConfig(layer=spec.gradcam_layer)
-
-
-def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
-    """The request's areas and schedule; the iterations written out (the schedule's if not given), so
-    that summaries say them."""
-    num_iter = request.num_iter or attribution.extremal.SCHEDULES[request.schedule].num_iter
-    return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), schedule=request.schedule,
-                                      num_iter=num_iter, sigma=spec.ep_sigma, warm_start=request.warm_start)
-
-
-METHODS: dict[str, Method] = {method.name: method for method in (
-    Method("grad", attribution.gradient, _gradient_config, "Gradient"),
-    Method("grad*input", attribution.gradient_x_input, _gradient_config, "Gradient x input"),
-    Method("integrated_grad", attribution.integrated_gradients, _integrated_gradients_config,
-           "Integrated gradients"),
-    Method("smooth_grad", attribution.smooth_grad, _smooth_grad_config, "SmoothGrad"),
-    Method("grad_cam", attribution.grad_cam, _grad_cam_config, "Grad-CAM"),
-    Method("2d_ep", attribution.ep2d, _extremal_config, "2D-EP (each frame held to the area)", extremal=True),
-    Method("3d_ep", attribution.ep3d, _extremal_config, "3D-EP", extremal=True),
-    Method("step", attribution.step, _extremal_config, "STEP (spatio-temporal extremal perturbation)",
-           extremal=True),
-    # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
-    Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config,
-           "3D-EP with temporally smoothed masks", extremal=True),
-)}
+METHODS: dict[str, Method] = {entry.name: Method(entry) for entry in registry.ENTRIES}
 
 
 def get(name: str) -> Method:
-    """The method called ``name``; an unknown name is an ArgumentError of ``method``."""
-    if name not in METHODS:
-        raise ArgumentError("method", f"{name!r} is unknown; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+    """The method called ``name`` (canonical or alias, with an ``@value`` suffix where the entry has a
+    ``setting``); an unknown name is an ArgumentError of ``method``."""
+    entry, value = registry.parse(name)
+    return METHODS[entry.name] if value is None else Method(entry, value)
 
 
 def extremal_names() -> tuple[str, ...]:
-    """The names of the extremal methods."""
-    return tuple(name for name, method in METHODS.items() if method.extremal)
+    """The canonical names of the extremal methods."""
+    return registry.names(registry.MASKS)

@@ -28,9 +28,9 @@ from vjx.pipeline.targets import class_names, named_target
 
 # The original CLI's --pretrain_dataset names -> label sets.
 DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "epic-kitchens-noun",
-                            "epic-kitchens-verb": "epic-kitchens-verb"}
-# Architectures that have EPIC-Kitchens heads.
-EPIC_MODELS = ("tsm_resnet50",)
+                            "epic-kitchens-verb": "epic-kitchens-verb", "ucf101-24": "ucf101-24", "ucf101": "ucf101"}
+# Architectures with heads for other label sets than their spec's (VGG16-LSTM: its checkpoint's).
+OTHER_HEADS = {"tsm_resnet50": ("epic-kitchens-noun", "epic-kitchens-verb"), "vgg16lstm": ("ucf101",)}
 # The smallest frames every model's strides still reduce to a feature map.
 MIN_INPUT_SIZE = 32
 # Values of ``target`` that are rules, not class names.
@@ -47,7 +47,8 @@ class Request:
       videos: video files and/or frame folders.
       model: registry name or the original's short name (``i3d``, ``r2plus1d``, ``r3d``, ``mc3``, ``tsm``).
       dataset: ``kinetics``, ``epic-kitchens-noun`` or ``epic-kitchens-verb`` (the head's label set).
-      method: a name of :data:`vjx.pipeline.methods.METHODS` (the original's ``--vis_method`` values).
+      method: a method name or alias of :mod:`vjx.attribution.registry` (aliases: the original's
+        ``--vis_method`` values).
       areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one call.
       schedule: how extremal masks are optimised: a name of ``vjx.attribution.extremal.SCHEDULES``
         (``"original"``: the original toolkit's SGD and 2000 iterations; ``"fast"``).
@@ -67,6 +68,8 @@ class Request:
       output_dir: where the files go (created; removed again on failure if this run created it).
       seed: PRNG seed (random init, SmoothGrad noise, STEP tie-breaking).
       batch_size: videos per compiled call.
+      num_masks: random masks of RISE.
+      batch: perturbed clips per model call (Score-CAM, RISE, occlusion): the memory bound.
       dtype: ``float32`` or ``bfloat16`` compute for the model (masks stay float32).
       flags: the command line's flags, recorded in the summary.
       progress: say what the run does on the console (stdout) and show progress bars (stderr).
@@ -88,6 +91,8 @@ class Request:
     output_dir: str = "visual_res"
     seed: int = 0
     batch_size: int = 1
+    num_masks: int = 1000
+    batch: int = 16
     dtype: str = "float32"
     flags: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     progress: bool = True
@@ -185,9 +190,11 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
     else:
         spec = get_spec(request.model)
         if label_set != spec.label_set:
-            if spec.name not in EPIC_MODELS:
-                raise ArgumentError("dataset", f"{request.dataset!r} has no head on {spec.name} (only tsm has "
-                                    "EPIC-Kitchens heads); use kinetics, or the tsm model")
+            heads = (spec.label_set, *OTHER_HEADS.get(spec.name, ()))
+            if label_set not in heads:
+                named = [name for name, labels in DATASETS.items() if labels in heads]
+                raise ArgumentError("dataset", f"{request.dataset!r} has no head on {spec.name}; use "
+                                    f"{' or '.join(named)}")
             spec = spec.with_label_set(label_set)
         weights = _choose_weights(request, spec)
     if request.input_size is not None:

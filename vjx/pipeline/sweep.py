@@ -34,7 +34,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vjx import data
 from vjx.errors import ArgumentError
 from vjx.model import Model
-from vjx.pipeline import methods, processes, report
+from vjx.attribution import registry
+from vjx.pipeline import processes, report
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes, npz_bytes
 from vjx.pipeline.inputs import read_videos
 from vjx.pipeline.progress import say
@@ -52,7 +53,7 @@ def batch_sharding(devices: list[jax.Device] | None = None) -> NamedSharding:
 def fingerprint(resolved: Resolved) -> dict[str, Any]:
     """What must match for a finished video to be reused by a rerun."""
     request = resolved.request
-    return {"model": resolved.spec.name, "dataset": request.dataset, "method": request.method,
+    return {"model": resolved.spec.name, "dataset": request.dataset, "method": resolved.method.name,
             "areas": list(request.areas), "schedule": request.schedule, "num_iter": resolved.config.num_iter,
             "input_size": request.input_size, "checkpoint": request.checkpoint, "weights": resolved.weights.source,
             "seed": request.seed,
@@ -87,7 +88,7 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
     resolved = resolve(request, model)
     if not resolved.method.extremal:
         raise ArgumentError("method", f"{request.method!r} has no areas to sweep; use one of "
-                            f"{', '.join(methods.extremal_names())}")
+                            f"{registry.describe(registry.MASKS)}")
     expected = fingerprint(resolved)
     out = pathlib.Path(request.output_dir)
     stems = {path: file_stem(data.video_name(path)) for path in request.videos}
