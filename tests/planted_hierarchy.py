@@ -1,0 +1,74 @@
+"""A planted hierarchical video set whose truth is known, and a tiny backbone to learn it.
+
+Each clip is noise with one moving object: grandparent = its colour (red / green), parent = its shape
+(square / cross), leaf = its direction (left / right), so 8 leaves, 4 parents, 2 grandparents. The
+object's box in every frame is returned, so a map can be scored by the pointing game.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import numpy as np
+
+from vjx.models.layers import Conv, tap
+from vjx.models.registry import ModelSpec
+from vjx.prototypes.hierarchy import Hierarchy
+
+T, SIZE, OBJECT = 6, 32, 8
+COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1)}
+SHAPES = ("square", "cross")
+DIRECTIONS = {"left": -2, "right": 2}
+CSV = "".join(f"{c}_{s}_{d},{c}_{s},{c}\n" for c in COLOURS for s in SHAPES for d in DIRECTIONS)
+
+
+def write_hierarchy(path) -> str:
+    """Writes the planted hierarchy CSV (leaf, parent, grandparent) and returns its path."""
+    with open(path, "w") as f:
+        f.write(CSV)
+    return str(path)
+
+
+def planted_clips(hierarchy: Hierarchy, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``per_class`` clips of every leaf: float32 ``N x T x SIZE x SIZE x 3`` (noise around 0),
+    leaf indices ``N`` and the object's mask ``N x T x SIZE x SIZE``."""
+    rng = np.random.default_rng(seed)
+    videos, leaves, masks = [], [], []
+    for leaf, name in enumerate(hierarchy.levels[0]):
+        colour, shape, direction = name.split("_")
+        for _ in range(per_class):
+            video = rng.normal(0.0, 0.3, (T, SIZE, SIZE, 3)).astype(np.float32)
+            mask = np.zeros((T, SIZE, SIZE), np.float32)
+            step = DIRECTIONS[direction]
+            x0 = rng.integers(2, SIZE - OBJECT - 2) if step == 0 else (
+                rng.integers(SIZE // 2 - 2, SIZE // 2 + 2) - step * T // 2)
+            y0 = rng.integers(0, SIZE // 2 - OBJECT // 2)          # upper half: the mirror is the lower half
+            sprite = np.ones((OBJECT, OBJECT), bool)
+            if shape == "cross":
+                sprite[:] = False
+                sprite[OBJECT // 2 - 1:OBJECT // 2 + 1] = sprite[:, OBJECT // 2 - 1:OBJECT // 2 + 1] = True
+            for t in range(T):
+                x = int(np.clip(x0 + step * t, 0, SIZE - OBJECT))
+                mask[t, y0:y0 + OBJECT, x:x + OBJECT] = sprite
+            video[mask > 0] = COLOURS[colour]
+            videos.append(video)
+            leaves.append(leaf)
+            masks.append(mask)
+    return np.stack(videos), np.array(leaves), np.stack(masks)
+
+
+class TinyBackbone(nn.Module):
+    """Two strided 3x3x3 convolutions: ``B x T x 32 x 32 x 3 -> B x T x 8 x 8 x 16``, tapped as ``features``."""
+
+    num_classes: int = 1
+    batch_norm_epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        x = nn.relu(Conv(16, (3, 3, 3), (1, 2, 2), 1, name="conv1")(x))
+        x = nn.relu(Conv(16, (3, 3, 3), (1, 2, 2), 1, name="conv2")(x))
+        x = tap(self, "features", x)
+        return nn.Dense(self.num_classes, name="fc")(x.mean((1, 2, 3)))
+
+
+TINY_SPEC = ModelSpec(name="tiny", module_path="tests.planted_hierarchy:TinyBackbone", num_frames=T, resize=SIZE,
+                      crop=SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), label_set="planted", num_classes=1,
+                      gradcam_layer="features", ep_sigma=5.0, batch_norm_epsilon=1e-5)
