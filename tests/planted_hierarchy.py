@@ -13,7 +13,7 @@ from vjx.models.layers import Conv, tap
 from vjx.models.registry import ModelSpec
 from vjx.prototypes.hierarchy import Hierarchy
 
-T, SIZE, OBJECT = 6, 32, 8
+T, SIZE, OBJECT, NOISE = 6, 32, 8, 0.1
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1)}
 SHAPES = ("square", "cross")
 DIRECTIONS = {"left": -2, "right": 2}
@@ -29,13 +29,13 @@ def write_hierarchy(path) -> str:
 
 def planted_clips(hierarchy: Hierarchy, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per_class`` clips of every leaf: float32 ``N x T x SIZE x SIZE x 3`` (noise around 0),
-    leaf indices ``N`` and the object's mask ``N x T x SIZE x SIZE``."""
+    leaf indices ``N`` and the object's box (its square, also for crosses) ``N x T x SIZE x SIZE``."""
     rng = np.random.default_rng(seed)
     videos, leaves, masks = [], [], []
     for leaf, name in enumerate(hierarchy.levels[0]):
         colour, shape, direction = name.split("_")
         for _ in range(per_class):
-            video = rng.normal(0.0, 0.3, (T, SIZE, SIZE, 3)).astype(np.float32)
+            video = rng.normal(0.0, NOISE, (T, SIZE, SIZE, 3)).astype(np.float32)
             mask = np.zeros((T, SIZE, SIZE), np.float32)
             step = DIRECTIONS[direction]
             x0 = rng.integers(2, SIZE - OBJECT - 2) if step == 0 else (
@@ -47,8 +47,8 @@ def planted_clips(hierarchy: Hierarchy, per_class: int, seed: int) -> tuple[np.n
                 sprite[OBJECT // 2 - 1:OBJECT // 2 + 1] = sprite[:, OBJECT // 2 - 1:OBJECT // 2 + 1] = True
             for t in range(T):
                 x = int(np.clip(x0 + step * t, 0, SIZE - OBJECT))
-                mask[t, y0:y0 + OBJECT, x:x + OBJECT] = sprite
-            video[mask > 0] = COLOURS[colour]
+                mask[t, y0:y0 + OBJECT, x:x + OBJECT] = 1
+                video[t, y0:y0 + OBJECT, x:x + OBJECT][sprite] = COLOURS[colour]
             videos.append(video)
             leaves.append(leaf)
             masks.append(mask)

@@ -243,7 +243,8 @@ def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
 
 def test_the_method_table_declares_every_method():
     assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
-                                    "2d_ep", "3d_ep", "step", "3d_ep_smooth"}
+                                    "2d_ep", "3d_ep", "step", "3d_ep_smooth", "prototype_activation"}
+    assert "prototype_activation" not in methods.any_model_names()
     assert methods.extremal_names() == ("2d_ep", "3d_ep", "step", "3d_ep_smooth")
     assert methods.get("3d_ep_smooth").function is attribution.ep3d_temporal_smoothing
     for name, method in methods.METHODS.items():

@@ -45,7 +45,7 @@ from vjx.models.registry import ModelSpec
 from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
-from vjx.pipeline.methods import METHODS
+from vjx.pipeline.methods import any_model_names
 from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
@@ -64,7 +64,8 @@ class Evaluation:
         its iterations), the ``target`` rule for real clips, ``seed``, ``dtype``,
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
-      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
+      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order (default: every
+        method a plain model can use).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
@@ -72,7 +73,7 @@ class Evaluation:
     """
 
     request: Request
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = any_model_names()
     pairs: tuple[str, ...] = ()
     annotations: str | None = None
     curve_steps: int = 20

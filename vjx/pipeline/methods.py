@@ -13,7 +13,8 @@ name.
     explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
 
 The names are the original toolkit's ``--vis_method`` values, plus ``3d_ep_smooth`` (the paper's
-Table 4 baseline, which the original's command line does not offer).
+Table 4 baseline, which the original's command line does not offer) and ``prototype_activation``
+(HIPE's map; it needs a trained ``vjx.prototypes.PrototypeModel``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from vjx import attribution
+from vjx import attribution, prototypes
 from vjx.errors import ArgumentError
 from vjx.models.registry import ModelSpec
 
@@ -64,6 +65,7 @@ class Method:
         with ``areas``, ``schedule``, ``num_iter`` and ``polarity``) and a model spec.
       title: the method as the paper and its readers name it (figure titles, console).
       extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
+      needs_prototype_model: True if the method only explains a ``vjx.prototypes.PrototypeModel``.
     """
 
     name: str
@@ -71,6 +73,7 @@ class Method:
     make_config: Callable[[Any, ModelSpec], Any]
     title: str
     extremal: bool = False
+    needs_prototype_model: bool = False
 
     def row_names(self, config: Any) -> tuple[str, ...]:
         """The labels of an explanation's map rows."""
@@ -174,6 +177,10 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
     Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config,
            "3D-EP with temporally smoothed masks", extremal=True),
+    # HIPE: where the target leaf class's most similar prototype matches (vjx.prototypes).
+    Method("prototype_activation", prototypes.prototype_activation,
+           lambda request, spec: prototypes.PrototypeActivationConfig(), "Prototype activation (HIPE)",
+           needs_prototype_model=True),
 )}
 
 
@@ -182,6 +189,11 @@ def get(name: str) -> Method:
     if name not in METHODS:
         raise ArgumentError("method", f"{name!r} is unknown; choose one of {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def any_model_names() -> tuple[str, ...]:
+    """The methods every model can be explained with (not those needing a prototype model)."""
+    return tuple(name for name, method in METHODS.items() if not method.needs_prototype_model)
 
 
 def extremal_names() -> tuple[str, ...]:

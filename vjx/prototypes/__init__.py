@@ -10,14 +10,17 @@
 See docs/prototypes.md.
 """
 from vjx.prototypes.embeddings import load_class_embeddings
+from vjx.prototypes.explain import LevelExplanation, PrototypeActivationConfig, explain, prototype_activation
 from vjx.prototypes.head import PrototypeHead, embedding_distances, similarity
 from vjx.prototypes.hierarchy import Hierarchy, name_key, read_hierarchy
 from vjx.prototypes.losses import LossWeights, prototype_loss
 from vjx.prototypes.network import PrototypeConfig, PrototypeModel, PrototypeNetwork
 from vjx.prototypes.push import cell_box, push_prototypes
+from vjx.prototypes.runs import explain_run, train_run
+from vjx.prototypes.store import load_trained
 from vjx.prototypes.training import Clips, Schedule, load_clips, split_clips, train
 
-__all__ = ["Clips", "Hierarchy", "LossWeights", "PrototypeConfig", "PrototypeHead", "PrototypeModel",
+__all__ = ["Clips", "Hierarchy", "LevelExplanation", "LossWeights", "PrototypeActivationConfig", "PrototypeConfig", "PrototypeHead", "PrototypeModel",
            "PrototypeNetwork", "Schedule", "cell_box", "embedding_distances", "load_class_embeddings",
-           "load_clips", "name_key", "prototype_loss", "push_prototypes", "read_hierarchy", "similarity",
-           "split_clips", "train"]
+           "explain", "explain_run", "load_clips", "load_trained", "name_key", "prototype_activation", "prototype_loss", "push_prototypes", "read_hierarchy", "similarity",
+           "split_clips", "train", "train_run"]

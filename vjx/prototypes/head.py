@@ -67,7 +67,7 @@ class PrototypeHead(nn.Module):
         self.prototypes = self.param("prototypes", nn.initializers.uniform(1.0), (self.num_prototypes, self.prototype_dim))
         self.last_layer = nn.Dense(self.embedding_dim, use_bias=False,
                                    kernel_init=nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
-        self.class_embeddings = self.param("class_embeddings", nn.initializers.normal(1.0),
+        self.class_embeddings = self.param("class_embeddings", nn.initializers.normal(0.1),
                                            (self.num_classes, self.embedding_dim))
 
     def patches(self, features: jax.Array) -> jax.Array:

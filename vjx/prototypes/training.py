@@ -5,7 +5,8 @@
 
 The schedule is HIPE's, in epochs: *warm-up* (add-on layers, prototypes, last layer and learned class
 embeddings), *joint* (the same, plus the backbone when ``fine_tune``), a *push* after every
-``push_every`` joint epochs and after the last one, then *last layer* only. Every epoch ends with an
+``push_every`` joint epochs and after the last one, then *last layer* only (with learned class
+embeddings: they train too, since they do not move the pushed prototypes). Every epoch ends with an
 orbax checkpoint (committed by rename, so a killed run never leaves a half checkpoint that looks
 finished); a rerun with the same output directory restores the last one and continues, and since each
 epoch's shuffle is drawn from ``fold_in(key, epoch)`` the result is the one an uninterrupted run gives.
@@ -33,6 +34,7 @@ from vjx.prototypes.hierarchy import Hierarchy
 from vjx.prototypes.losses import LossWeights, accuracy, prototype_loss
 from vjx.prototypes.network import PrototypeModel, PrototypeNetwork
 from vjx.prototypes.push import push_prototypes
+from vjx.prototypes.store import save_model
 
 STAGES = ("warm", "joint", "last")
 
@@ -45,11 +47,13 @@ class Clips:
       videos: float32 ``N x T x H x W x 3`` (the backbone's preprocessing).
       names: ``N`` clip names.
       labels: int ``N x L``: each clip's class at every level.
+      paths: ``N`` files or folders they were read from (``""`` for clips made in memory).
     """
 
     videos: np.ndarray
     names: tuple[str, ...]
     labels: np.ndarray
+    paths: tuple[str, ...] = ()
 
 
 def load_clips(directories: Sequence[str], spec: ModelSpec, hierarchy: Hierarchy) -> Clips:
@@ -63,7 +67,7 @@ def load_clips(directories: Sequence[str], spec: ModelSpec, hierarchy: Hierarchy
         leaves.append(hierarchy.leaf_index(video.label, f"clip {path!r}"))
         videos.append(spec.prepare(video.frames, repeat=True))
         names.append(video.name)
-    return Clips(np.stack(videos), tuple(names), hierarchy.level_labels(np.array(leaves)))
+    return Clips(np.stack(videos), tuple(names), hierarchy.level_labels(np.array(leaves)), tuple(paths))
 
 
 def split_clips(clips: Clips, heldout: Sequence[str]) -> tuple[Clips, Clips | None]:
@@ -74,8 +78,10 @@ def split_clips(clips: Clips, heldout: Sequence[str]) -> tuple[Clips, Clips | No
     keep = np.array([n not in heldout for n in clips.names])
     if not keep.any():
         raise VjxError("heldout names every clip; leave some to train on")
+    paths = np.array(clips.paths or ("",) * len(clips.names))
+
     def take(mask):
-        return Clips(clips.videos[mask], tuple(np.array(clips.names)[mask]), clips.labels[mask])
+        return Clips(clips.videos[mask], tuple(np.array(clips.names)[mask]), clips.labels[mask], tuple(paths[mask]))
     return take(keep), (take(~keep) if (~keep).any() else None)
 
 
@@ -102,7 +108,7 @@ class Schedule:
     batch_size: int = 8
     lr_head: float = 3e-3
     lr_backbone: float = 1e-4
-    lr_last: float = 1e-3
+    lr_last: float = 1e-2
     fine_tune: bool = False
     weights: LossWeights = LossWeights()
 
@@ -131,10 +137,10 @@ def _labels(params: dict, stage: str, fine_tune: bool, learned_embeddings: bool)
         keys = [getattr(k, "key", str(k)) for k in path]
         if keys[0] == "backbone":
             return "backbone" if stage == "joint" and fine_tune else "frozen"
+        if keys[1] == "class_embeddings":
+            return "head" if learned_embeddings else "frozen"
         if stage == "last":
             return "head" if keys[1] == "last_layer" else "frozen"
-        if keys[1] == "class_embeddings" and not learned_embeddings:
-            return "frozen"
         return "head"
     return jax.tree_util.tree_map_with_path(label, params)
 
@@ -156,7 +162,8 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
       backbone_variables: the backbone's (pretrained) variables.
       clips: training clips; ``heldout``: clips only scored.
       schedule: stages, push, optimiser.
-      output_dir: ``checkpoints/`` (orbax) and ``log.json`` go here; a previous run's are resumed.
+      output_dir: ``checkpoints/`` (orbax), ``log.json`` and at the end ``model/`` go here (see
+        :mod:`vjx.prototypes.store`); a previous run's checkpoints are resumed.
       key: initialisation and shuffling.
       class_embeddings: ``K x E`` fixed class embeddings (None: learned).
       progress: ``progress(done, total)`` over all training steps.
@@ -194,10 +201,12 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
     optimizers = {stage: _optimizer(params, stage, schedule, learned) for stage in STAGES}
     steps = {stage: _make_step(loss_fn, optimizers[stage]) for stage in STAGES}
 
+    head_scores = jax.jit(lambda hp, f: network.head_outputs({"params": hp}, f)["scores"])
+    head_patches = jax.jit(lambda hp, f: network.head.apply({"params": hp}, f, method=PrototypeHead.patches))
+
     def evaluate(p, videos, feats, labels):
         feats = clip_features(p, videos) if feats is None else feats
-        scores = jax.jit(network.head_outputs)({"params": p["head"]}, jnp.asarray(feats))["scores"]
-        return [float(a) for a in accuracy(scores, jnp.asarray(labels))]
+        return [float(a) for a in accuracy(head_scores(p["head"], jnp.asarray(feats)), jnp.asarray(labels))]
 
     os.makedirs(output_dir, exist_ok=True)
     manager = ocp.CheckpointManager(os.path.abspath(os.path.join(output_dir, "checkpoints")),
@@ -236,8 +245,7 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
         pushed = schedule.pushes_after(epoch)
         if pushed:
             feats = clip_features(params, clips.videos) if schedule.fine_tune else frozen_features
-            patches = np.asarray(jax.jit(lambda hp, f: network.head.apply({"params": hp}, f, method=PrototypeHead.patches))(
-                params["head"], jnp.asarray(feats)))
+            patches = np.asarray(head_patches(params["head"], jnp.asarray(feats)))
             new, sources, _ = push_prototypes(np.asarray(params["head"]["prototypes"]), patches, clips.labels, *args)
             params = {**params, "head": {**params["head"], "prototypes": jnp.asarray(new)}}
         row = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)), "pushed": pushed,
@@ -251,7 +259,9 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
         manager.wait_until_finished()
         _write_log(output_dir, log)
     manager.close()
-    return PrototypeModel(network, variables_of(params), sources, clips.names)
+    model = PrototypeModel(network, variables_of(params), sources, clips.names)
+    save_model(output_dir, model)
+    return model
 
 
 def _make_step(loss_fn, optimizer: optax.GradientTransformation):
