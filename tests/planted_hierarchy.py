@@ -2,7 +2,8 @@
 
 Each clip is noise with one moving object: grandparent = its colour (red / green), parent = its shape
 (square / cross), leaf = its direction (left / right), so 8 leaves, 4 parents, 2 grandparents. The
-object's box in every frame is returned, so a map can be scored by the pointing game.
+object's box in every frame is returned, so a map can be scored by the pointing game; the object stays
+in the upper half, so the box mirrored top to bottom (:func:`mirrored`) is a control that never holds it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from vjx.prototypes.hierarchy import Hierarchy
 T, SIZE, OBJECT, NOISE = 6, 32, 8, 0.1
 COLOURS = {"red": (1.0, 0.1, 0.1), "green": (0.1, 1.0, 0.1)}
 SHAPES = ("square", "cross")
-DIRECTIONS = {"left": -2, "right": 2}
+DIRECTIONS = {"left": -4, "right": 4}          # pixels per frame; positions stay on the 4-px grid
 CSV = "".join(f"{c}_{s}_{d},{c}_{s},{c}\n" for c in COLOURS for s in SHAPES for d in DIRECTIONS)
 
 
@@ -29,30 +30,36 @@ def write_hierarchy(path) -> str:
 
 def planted_clips(hierarchy: Hierarchy, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``per_class`` clips of every leaf: float32 ``N x T x SIZE x SIZE x 3`` (noise around 0),
-    leaf indices ``N`` and the object's box (its square, also for crosses) ``N x T x SIZE x SIZE``."""
+    leaf indices ``N`` and the object's box (its square, also for crosses) as ``(x0, y0, x1, y1)``
+    ``N x T x 4``, edges included."""
     rng = np.random.default_rng(seed)
-    videos, leaves, masks = [], [], []
+    videos, leaves, boxes = [], [], []
     for leaf, name in enumerate(hierarchy.levels[0]):
         colour, shape, direction = name.split("_")
         for _ in range(per_class):
             video = rng.normal(0.0, NOISE, (T, SIZE, SIZE, 3)).astype(np.float32)
-            mask = np.zeros((T, SIZE, SIZE), np.float32)
+            box = np.zeros((T, 4), np.float32)
             step = DIRECTIONS[direction]
-            x0 = rng.integers(2, SIZE - OBJECT - 2) if step == 0 else (
-                rng.integers(SIZE // 2 - 2, SIZE // 2 + 2) - step * T // 2)
-            y0 = rng.integers(0, SIZE // 2 - OBJECT // 2)          # upper half: the mirror is the lower half
+            x0 = 4 * rng.integers(0, 2) + (0 if step > 0 else SIZE - OBJECT - 4)
+            y0 = 4 * rng.integers(0, 3)                             # upper half: the mirror is the lower half
             sprite = np.ones((OBJECT, OBJECT), bool)
             if shape == "cross":
                 sprite[:] = False
                 sprite[OBJECT // 2 - 1:OBJECT // 2 + 1] = sprite[:, OBJECT // 2 - 1:OBJECT // 2 + 1] = True
             for t in range(T):
-                x = int(np.clip(x0 + step * t, 0, SIZE - OBJECT))
-                mask[t, y0:y0 + OBJECT, x:x + OBJECT] = 1
+                x = x0 + step * t
+                box[t] = (x, y0, x + OBJECT - 1, y0 + OBJECT - 1)
                 video[t, y0:y0 + OBJECT, x:x + OBJECT][sprite] = COLOURS[colour]
             videos.append(video)
             leaves.append(leaf)
-            masks.append(mask)
-    return np.stack(videos), np.array(leaves), np.stack(masks)
+            boxes.append(box)
+    return np.stack(videos), np.array(leaves), np.stack(boxes)
+
+
+def mirrored(boxes: np.ndarray) -> np.ndarray:
+    """Boxes ``... x 4`` flipped top to bottom."""
+    x0, y0, x1, y1 = np.moveaxis(boxes, -1, 0)
+    return np.stack([x0, SIZE - 1 - y1, x1, SIZE - 1 - y0], -1)
 
 
 class TinyBackbone(nn.Module):

@@ -5,7 +5,9 @@
 ``labels`` are int ``B x L``: each clip's class at every level (``hierarchy.level_labels``).
 Cluster (level l): each clip's smallest distance to a prototype of its own level-l class (pulls
 prototypes onto the clip's patches). Separation (level l): its smallest distance to a prototype of
-another class of the same level (pushed away by a negative weight). HIPE counts every other prototype
+another class of the same level (pushed away by a negative weight). Both are capped at ``max_distance``
+(HIPE and ProtoPNet: the prototype's size, ``D x 1 x 1 x 1``), so the separation cannot be won by
+blowing the feature scale up. HIPE counts every other prototype
 as "wrong", those of other levels too; vjx compares within the level, where "another class" is defined.
 """
 from __future__ import annotations
@@ -36,13 +38,15 @@ class LossWeights:
         return tuple(values[min(level, len(values) - 1)] for level in range(num_levels))
 
 
-def _masked_min(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Row-wise min of ``values`` ``B x P`` over ``mask`` ``B x P`` (rows with an empty mask give 0)."""
-    return jnp.where(mask.any(-1), jnp.where(mask, values, jnp.inf).min(-1), 0.0)
+def _capped_min(values: jax.Array, mask: jax.Array, cap: float) -> jax.Array:
+    """Row-wise ``min(cap, min of values over mask)`` for ``values``, ``mask`` ``B x P``: ProtoPNet's
+    ``max_dist - max((max_dist - d) * mask)``, which is what keeps the separation term bounded."""
+    return jnp.minimum(jnp.where(mask, values, jnp.inf).min(-1), cap)
 
 
 def prototype_loss(outputs: dict, labels: jax.Array, prototype_class: np.ndarray, prototype_level: np.ndarray,
-                   offsets: tuple[int, ...], last_layer_kernel: jax.Array, weights: LossWeights) -> tuple[jax.Array, dict]:
+                   offsets: tuple[int, ...], last_layer_kernel: jax.Array, weights: LossWeights,
+                   max_distance: float) -> tuple[jax.Array, dict]:
     """The weighted sum and its terms (each averaged over the batch).
 
     Args:
@@ -52,6 +56,7 @@ def prototype_loss(outputs: dict, labels: jax.Array, prototype_class: np.ndarray
       offsets: first class index of each level among all levels' classes.
       last_layer_kernel: ``P x E``.
       weights: the terms' weights.
+      max_distance: the cap of the cluster and separation distances.
     """
     num_levels = len(offsets)
     cluster_w = weights.per_level(weights.cluster, num_levels)
@@ -64,8 +69,8 @@ def prototype_loss(outputs: dict, labels: jax.Array, prototype_class: np.ndarray
         ce = optax.softmax_cross_entropy_with_integer_labels(outputs["scores"][level], labels[:, level]).mean()
         own = jnp.asarray(prototype_class)[None] == (labels[:, level] + offsets[level])[:, None]       # B P
         same_level = jnp.asarray(prototype_level == level)[None]
-        cluster = _masked_min(min_d, own).mean()
-        separation = _masked_min(min_d, same_level & ~own).mean()
+        cluster = _capped_min(min_d, own, max_distance).mean()
+        separation = _capped_min(min_d, same_level & ~own, max_distance).mean()
         terms |= {f"cross_entropy_{level}": ce, f"cluster_{level}": cluster, f"separation_{level}": separation}
         total = total + weights.cross_entropy * ce + cluster_w[level] * cluster + separation_w[level] * separation
     return total, terms

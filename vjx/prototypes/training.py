@@ -196,7 +196,8 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
     def loss_fn(p, inputs, labels):
         feats = network.features({"params": p["backbone"], **backbone_state}, inputs) if schedule.fine_tune else inputs
         out = network.head_outputs({"params": p["head"]}, feats)
-        return prototype_loss(out, labels, *args, p["head"]["last_layer"]["kernel"], schedule.weights)
+        return prototype_loss(out, labels, *args, p["head"]["last_layer"]["kernel"], schedule.weights,
+                              max_distance=float(network.config.prototype_dim))
 
     optimizers = {stage: _optimizer(params, stage, schedule, learned) for stage in STAGES}
     steps = {stage: _make_step(loss_fn, optimizers[stage]) for stage in STAGES}
