@@ -161,7 +161,7 @@ def test_training_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path)
     h, clips, _ = _planted(tmp_path, 1, 0)
     net = prototypes.PrototypeNetwork(TINY_SPEC, h, prototypes.PrototypeConfig(prototypes_per_class=2, prototype_dim=8, embedding_dim=8))
     backbone = net.backbone.init(jax.random.key(1), jnp.asarray(clips.videos[:1]))
-    schedule = prototypes.Schedule(warm_epochs=1, joint_epochs=2, last_epochs=1, batch_size=4, fine_tune=True)
+    schedule = prototypes.Schedule(warm_epochs=1, joint_epochs=2, last_epochs=1, batch_size=4)
     whole = prototypes.train(net, backbone, clips, schedule, str(tmp_path / "whole"), key=jax.random.key(0))
 
     def kill_in_epoch_3(done, total):

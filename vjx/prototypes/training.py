@@ -215,17 +215,22 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
     sources = np.full((len(network.prototype_class), 4), -1, np.int64)
     log: list[dict[str, Any]] = []
     start = 0
+    def saved(p):
+        """What a checkpoint holds: a frozen backbone is the one passed in, so only the head is saved."""
+        return p if schedule.fine_tune else {"head": p["head"]}
+
     opt_state = None
     latest = manager.latest_step()
     if latest is not None:
-        template = {"params": params, "backbone_state": backbone_state,
-                    "opt_state": optimizers[schedule.stage(latest - 1)].init(params), "sources": sources}
+        template = {"params": saved(params), "opt_state": optimizers[schedule.stage(latest - 1)].init(params),
+                    "sources": sources}
         try:
             restored = manager.restore(latest, args=ocp.args.StandardRestore(jax.eval_shape(lambda: template)))
         except Exception as e:  # noqa: BLE001 - any orbax failure means the directory is not this run's
             raise VjxError(f"output dir {output_dir!r} holds checkpoints that do not fit this run "
                            f"({str(e).splitlines()[0]}); use a new output dir") from None
-        params, opt_state, sources, start = restored["params"], restored["opt_state"], np.asarray(restored["sources"]), latest
+        params = {**params, **restored["params"]}
+        opt_state, sources, start = restored["opt_state"], np.asarray(restored["sources"]), latest
         log = _read_log(output_dir)[:latest]
     per_epoch = -(-len(clips.videos) // schedule.batch_size)
     total = schedule.num_epochs * per_epoch
@@ -255,8 +260,8 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
         if heldout is not None:
             row["heldout_accuracy"] = evaluate(params, heldout.videos, heldout_features, heldout.labels)
         log.append(row)
-        manager.save(epoch + 1, args=ocp.args.StandardSave({"params": params, "backbone_state": backbone_state,
-                                                            "opt_state": opt_state, "sources": sources}))
+        manager.save(epoch + 1, args=ocp.args.StandardSave({"params": saved(params), "opt_state": opt_state,
+                                                            "sources": sources}))
         manager.wait_until_finished()
         _write_log(output_dir, log)
     manager.close()
