@@ -10,7 +10,9 @@ finished epoch. See docs/prototypes.md.
 """
 from __future__ import annotations
 
-from absl import flags
+import contextlib
+
+from absl import flags, logging
 
 from experiments import _cli
 
@@ -61,7 +63,14 @@ def main(argv: list[str]) -> None:
         fine_tune=_FINE_TUNE.value, weights=weights)
     config = prototypes.PrototypeConfig(prototypes_per_class=_PER_CLASS.value, prototype_dim=_PROTOTYPE_DIM.value,
                                         embedding_dim=_EMBEDDING_DIM.value, distance=_DISTANCE.value, layer=_LAYER.value)
-    with progress_bar("training") as update:
+    logging.set_verbosity(logging.WARNING)   # orbax logs every checkpoint step at INFO
+    with contextlib.ExitStack() as stack:
+        def update(done: int, total: int) -> None:
+            """The bar appears with the first step, after every input has been checked."""
+            if not hasattr(update, "bar"):
+                update.bar = stack.enter_context(progress_bar("training"))
+            update.bar(done, total)
+
         model = prototypes.train_run(
             videos_dirs=_VIDEOS_DIR.value, hierarchy_path=_HIERARCHY.value, output_dir=_OUTPUT_DIR.value,
             backbone=_MODEL.value, pretrained=_PRETRAINED.value, checkpoint=_CHECKPOINT.value,

@@ -3,7 +3,8 @@
 Each clip is noise with one moving object: grandparent = its colour (red / green), parent = its shape
 (square / cross), leaf = its direction (left / right), so 8 leaves, 4 parents, 2 grandparents. The
 object's box in every frame is returned, so a map can be scored by the pointing game; the object stays
-in the upper half, so the box mirrored top to bottom (:func:`mirrored`) is a control that never holds it.
+in rows 0-11, so the box mirrored top to bottom (:func:`mirrored`, rows 20-31) is a control that never
+holds it and lies more than one feature cell (4 px) away.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def planted_clips(hierarchy: Hierarchy, per_class: int, seed: int) -> tuple[np.n
             box = np.zeros((T, 4), np.float32)
             step = DIRECTIONS[direction]
             x0 = 4 * rng.integers(0, 2) + (0 if step > 0 else SIZE - OBJECT - 4)
-            y0 = 4 * rng.integers(0, 3)                             # upper half: the mirror is the lower half
+            y0 = 4 * rng.integers(0, 2)            # rows 0-11: the box mirrored top to bottom is 8 px away
             sprite = np.ones((OBJECT, OBJECT), bool)
             if shape == "cross":
                 sprite[:] = False

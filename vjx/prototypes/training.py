@@ -15,6 +15,7 @@ epoch's shuffle is drawn from ``fold_in(key, epoch)`` the result is the one an u
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -177,37 +178,23 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
     params = {"backbone": backbone_variables["params"], "head": head["params"]}
     backbone_state = {k: v for k, v in backbone_variables.items() if k != "params"}
     learned = class_embeddings is None
-    h = network.hierarchy
-    args = (network.prototype_class, network.prototype_level, h.offsets)
+    args = (network.prototype_class, network.prototype_level, network.hierarchy.offsets)
 
     def variables_of(p):
         return {"backbone": {"params": p["backbone"], **backbone_state}, "head": {"params": p["head"]}}
 
-    features = jax.jit(network.features)
-
     def clip_features(p, videos):
-        return np.concatenate([np.asarray(features({"params": p["backbone"], **backbone_state},
-                                                   jnp.asarray(videos[i:i + schedule.batch_size])))
+        return np.concatenate([np.asarray(_features(network, {"params": p["backbone"], **backbone_state},
+                                                    jnp.asarray(videos[i:i + schedule.batch_size])))
                                for i in range(0, len(videos), schedule.batch_size)])
 
     frozen_features = None if schedule.fine_tune else clip_features(params, clips.videos)
     heldout_features = None if schedule.fine_tune or heldout is None else clip_features(params, heldout.videos)
-
-    def loss_fn(p, inputs, labels):
-        feats = network.features({"params": p["backbone"], **backbone_state}, inputs) if schedule.fine_tune else inputs
-        out = network.head_outputs({"params": p["head"]}, feats)
-        return prototype_loss(out, labels, *args, p["head"]["last_layer"]["kernel"], schedule.weights,
-                              max_distance=float(network.config.prototype_dim))
-
     optimizers = {stage: _optimizer(params, stage, schedule, learned) for stage in STAGES}
-    steps = {stage: _make_step(loss_fn, optimizers[stage]) for stage in STAGES}
-
-    head_scores = jax.jit(lambda hp, f: network.head_outputs({"params": hp}, f)["scores"])
-    head_patches = jax.jit(lambda hp, f: network.head.apply({"params": hp}, f, method=PrototypeHead.patches))
 
     def evaluate(p, videos, feats, labels):
         feats = clip_features(p, videos) if feats is None else feats
-        return [float(a) for a in accuracy(head_scores(p["head"], jnp.asarray(feats)), jnp.asarray(labels))]
+        return [float(a) for a in _accuracy(network, p["head"], jnp.asarray(feats), jnp.asarray(labels))]
 
     os.makedirs(output_dir, exist_ok=True)
     manager = ocp.CheckpointManager(os.path.abspath(os.path.join(output_dir, "checkpoints")),
@@ -239,19 +226,20 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
         if opt_state is None or schedule.stage(epoch - 1) != stage:
             opt_state = optimizers[stage].init(params)
         began = time.time()
-        order = np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), len(clips.videos)))
+        order = np.asarray(_permutation(jax.random.fold_in(shuffle_key, epoch), len(clips.videos)))
         losses = []
         for b in range(per_epoch):
             idx = order[b * schedule.batch_size:(b + 1) * schedule.batch_size]
             inputs = clips.videos[idx] if schedule.fine_tune else frozen_features[idx]
-            params, opt_state, loss = steps[stage](params, opt_state, jnp.asarray(inputs), jnp.asarray(clips.labels[idx]))
+            params, opt_state, loss = _step(network, schedule, stage, learned, params, opt_state, backbone_state,
+                                            jnp.asarray(inputs), jnp.asarray(clips.labels[idx]))
             losses.append(float(loss))
             if progress is not None:
                 progress(epoch * per_epoch + b + 1, total)
         pushed = schedule.pushes_after(epoch)
         if pushed:
             feats = clip_features(params, clips.videos) if schedule.fine_tune else frozen_features
-            patches = np.asarray(head_patches(params["head"], jnp.asarray(feats)))
+            patches = np.asarray(_patches(network, params["head"], jnp.asarray(feats)))
             new, sources, _ = push_prototypes(np.asarray(params["head"]["prototypes"]), patches, clips.labels, *args)
             params = {**params, "head": {**params["head"], "prototypes": jnp.asarray(new)}}
         row = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)), "pushed": pushed,
@@ -270,13 +258,44 @@ def train(network: PrototypeNetwork, backbone_variables: dict, clips: Clips, sch
     return model
 
 
-def _make_step(loss_fn, optimizer: optax.GradientTransformation):
-    @jax.jit
-    def step(params, opt_state, inputs, labels):
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, inputs, labels)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-    return step
+# Module-level jitted functions with the network and the schedule static: a rerun in the same process
+# (a resumed run, a test) reuses their compilations.
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _step(network: PrototypeNetwork, schedule: Schedule, stage: str, learned: bool, params, opt_state,
+          backbone_state, inputs, labels):
+    """One optimiser step of ``stage``: inputs are clips (fine-tuning) or cached feature maps."""
+    def loss_fn(p):
+        backbone = {"params": p["backbone"], **backbone_state}
+        feats = network.features(backbone, inputs) if schedule.fine_tune else inputs
+        out = network.head_outputs({"params": p["head"]}, feats)
+        return prototype_loss(out, labels, network.prototype_class, network.prototype_level, network.hierarchy.offsets,
+                              p["head"]["last_layer"]["kernel"], schedule.weights,
+                              max_distance=float(network.config.prototype_dim))[0]
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    optimizer = _optimizer(params, stage, schedule, learned)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _features(network: PrototypeNetwork, backbone_variables, videos):
+    return network.features(backbone_variables, videos)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _accuracy(network: PrototypeNetwork, head_params, features, labels):
+    return accuracy(network.head_outputs({"params": head_params}, features)["scores"], labels)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _permutation(key, n: int):
+    return jax.random.permutation(key, n)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _patches(network: PrototypeNetwork, head_params, features):
+    return network.head.apply({"params": head_params}, features, method=PrototypeHead.patches)
 
 
 def _read_log(output_dir: str) -> list[dict]:
