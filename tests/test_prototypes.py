@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.planted_hierarchy import TINY_SPEC, mirrored, planted_clips, write_hierarchy
+from tests.test_experiments import assert_usage_error, run_script, write_frames
 from vjx import metrics, prototypes
 from vjx.errors import VjxError
 from vjx.models.registry import get_spec
@@ -185,3 +186,14 @@ def test_training_killed_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path)
         return [{k: v for k, v in r.items() if k != "seconds"}
                 for r in json.loads((tmp_path / run / "log.json").read_text())["epochs"]]
     assert rows("cut") == rows("whole")
+
+
+def test_train_script_refuses_a_clip_outside_the_hierarchy_and_writes_nothing(tmp_path):
+    write_frames(tmp_path / "clips" / "abseiling-clip1", 4)
+    write_frames(tmp_path / "clips" / "notaclass-clip2", 4, 1)
+    hierarchy = _csv(tmp_path, "abseiling,rope sport\nironing,housework\n")
+    out = tmp_path / "run"
+    result = run_script("train_prototypes", "--videos_dir", tmp_path / "clips", "--hierarchy", hierarchy,
+                        "--model", "r3d", "--input_size", "32", "--output_dir", out)
+    assert_usage_error(result, "notaclass-clip2", out)
+    assert "'notaclass' is not a class of the hierarchy" in result.stderr

@@ -48,12 +48,11 @@ def train_run(*, videos_dirs: Sequence[str], hierarchy_path: str, output_dir: st
     """
     hierarchy = read_hierarchy(hierarchy_path)
     class_embeddings = None if embeddings_path is None else load_class_embeddings(embeddings_path, hierarchy)
-    backbone_model = load_model(backbone, pretrained=pretrained, checkpoint=checkpoint)
-    spec = backbone_model.spec
-    if input_size is not None and input_size != spec.crop:
-        spec = spec.at_size(input_size, spec.ep_sigma * input_size / spec.crop)
-    clips = load_clips(videos_dirs, spec, hierarchy)
+    crop = input_size or get_spec(backbone).crop
+    clips = load_clips(videos_dirs, _at_size(get_spec(backbone), crop), hierarchy)
     train_clips, heldout_clips = split_clips(clips, heldout)
+    backbone_model = load_model(backbone, pretrained=pretrained, checkpoint=checkpoint)
+    spec = _at_size(backbone_model.spec, crop)
     network = PrototypeNetwork(spec, hierarchy, config,
                                None if class_embeddings is None else class_embeddings.shape[1])
     settings = {"pretrained": pretrained, "checkpoint": checkpoint, "embeddings": embeddings_path,
@@ -63,6 +62,11 @@ def train_run(*, videos_dirs: Sequence[str], hierarchy_path: str, output_dir: st
     start_run(output_dir, describe(network, list(train_clips.paths), settings), hierarchy_path)
     return train(network, backbone_model.variables, train_clips, schedule, output_dir, key=jax.random.key(seed),
                  heldout=heldout_clips, class_embeddings=class_embeddings, progress=progress)
+
+
+def _at_size(spec, crop: int):
+    """The spec fed ``crop x crop`` frames (its EP sigma scaled along, as vjx does elsewhere)."""
+    return spec if crop == spec.crop else spec.at_size(crop, spec.ep_sigma * crop / spec.crop)
 
 
 def explain_run(run_dir: str, videos: Sequence[str], output_dir: str, *, top_k: int = 3) -> list[dict]:

@@ -28,7 +28,8 @@ from vjx.prototypes.network import PrototypeConfig, PrototypeModel, PrototypeNet
 
 def describe(network: PrototypeNetwork, clip_paths: list[str], settings: dict) -> dict:
     """The JSON description of a run (``settings``: the schedule, embeddings file and the like)."""
-    return {"backbone": network.spec.name, "crop": network.spec.crop, "embedding_dim": network.head.embedding_dim,
+    return {"backbone": network.spec.name, "crop": network.spec.crop,
+            "batch_norm_epsilon": network.spec.batch_norm_epsilon, "embedding_dim": network.head.embedding_dim,
             "config": dataclasses.asdict(network.config), "clip_paths": list(clip_paths), "settings": settings}
 
 
@@ -78,6 +79,7 @@ def load_trained(output_dir: str) -> tuple[PrototypeModel, list[str]]:
     spec = get_spec(run["backbone"])
     if run["crop"] != spec.crop:
         spec = spec.at_size(run["crop"], spec.ep_sigma * run["crop"] / spec.crop)
+    spec = dataclasses.replace(spec, batch_norm_epsilon=run["batch_norm_epsilon"])   # a checkpoint's own definition
     network = PrototypeNetwork(spec, read_hierarchy(os.path.join(output_dir, "hierarchy.csv")),
                                PrototypeConfig(**run["config"]), run["embedding_dim"])
     clip = jnp.zeros((1, spec.num_frames, spec.crop, spec.crop, 3), jnp.float32)
