@@ -197,3 +197,16 @@ def test_train_script_refuses_a_clip_outside_the_hierarchy_and_writes_nothing(tm
                         "--model", "r3d", "--input_size", "32", "--output_dir", out)
     assert_usage_error(result, "notaclass-clip2", out)
     assert "'notaclass' is not a class of the hierarchy" in result.stderr
+
+
+def test_prototype_activation_is_a_method_only_for_prototype_models():
+    from vjx import pipeline
+    from vjx.errors import ArgumentError
+    from vjx.pipeline import methods
+
+    method = methods.get("prototype_activation")
+    assert method.needs_prototype_model and method.function is prototypes.prototype_activation
+    with pytest.raises(ArgumentError, match="method prototype_activation explains only a trained prototype model"):
+        pipeline.resolve(pipeline.Request(videos=("v",), method="prototype_activation"))
+    with pytest.raises(VjxError, match="needs a prototype model"):
+        prototypes.prototype_activation(object(), jnp.zeros((1, 2, 8, 8, 3)), jnp.zeros(1, int))
