@@ -17,7 +17,6 @@ import jax
 import numpy as np
 
 from vjx.data import denormalize, read_video
-from vjx.errors import VjxError
 from vjx.model import load_model
 from vjx.models.registry import get_spec
 from vjx.prototypes.embeddings import load_class_embeddings
