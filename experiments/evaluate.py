@@ -35,7 +35,7 @@ _PAIRS = flags.DEFINE_string("temporal_pairs", None, "Folder of labelled clips (
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame and segments per video of the "
                                    "real clips (header video,kind,start,stop,x0,y0,x1,y1).")
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all of "
-                             f"{registry.describe()}).")
+                             f"{registry.describe()}, but those that need a prototype model).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun, "
                                "epic-kitchens-verb (tsm), ucf101-24 or ucf101 (vgg16lstm).")
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
         output_dir=_OUTPUT_DIR.value, seed=_SEED.value, batch_size=_BATCH.value, num_masks=_NUM_MASKS.value,
         batch=_CLIPS.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
-        request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs,
+        request=request, methods=tuple(_METHODS.value or methods.any_model_names()), pairs=pairs,
         annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value)
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():

@@ -279,6 +279,8 @@ def test_a_setting_suffix_makes_separate_methods():
 
 
 def test_the_method_table_declares_every_method():
+    assert "prototype_activation" in methods.METHODS
+    assert "prototype_activation" not in methods.any_model_names()
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
         assert method.name == name and callable(method.function)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from vjx import prototypes
 from vjx.attribution import backprop, extremal, gradcam, removal, scorecam
 from vjx.errors import ArgumentError
 
@@ -41,6 +42,7 @@ class Entry:
       scores_unclipped: True if ``config_type`` has a ``normalize`` field whose False gives maps
         that keep their ranking (no display clipping), which is what scoring needs; the MASKS
         methods are scored on their own masks.
+      needs_prototype_model: True if the method only explains a ``vjx.prototypes.PrototypeModel``.
       title: the method as the paper and its readers name it (figure titles, console); None: ``name``.
       setting: a numeric ``config_type`` field that a name's ``@value`` suffix sets, so that the
         method at several values is several methods (separate rows in sweeps and evaluations):
@@ -55,6 +57,7 @@ class Entry:
     aliases: tuple[str, ...] = ()
     scores_unclipped: bool = False
     setting: str | None = None
+    needs_prototype_model: bool = False
     title: str | None = None
 
     def __post_init__(self):
@@ -143,6 +146,10 @@ ENTRIES: tuple[Entry, ...] = (
     # Table 4's baseline: 3D-EP whose seed masks are smoothed over time (not in the original's CLI).
     _extremal(extremal.ep3d_temporal_smoothing, "3D-EP with temporally smoothed masks", "3d_ep_smooth",
               setting="temporal_sigma"),
+    # HIPE: where the target leaf class's most similar prototype matches (vjx.prototypes).
+    Entry("prototype_activation", prototypes.prototype_activation, prototypes.PrototypeActivationConfig, MAP,
+          _defaults(prototypes.PrototypeActivationConfig), needs_prototype_model=True,
+          title="Prototype activation (HIPE)"),
 )
 
 _BY_NAME: dict[str, Entry] = {name: entry for entry in ENTRIES for name in entry.names}

@@ -46,7 +46,7 @@ from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
 from vjx.pipeline import methods
-from vjx.pipeline.methods import METHODS
+from vjx.pipeline.methods import METHODS, any_model_names
 from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
@@ -66,7 +66,7 @@ class Evaluation:
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
       methods: method names or aliases (:mod:`vjx.attribution.registry`), in the table's order; rows
-        and the table use the canonical names.
+        and the table use the canonical names (default: every method a plain model can use).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
@@ -74,7 +74,7 @@ class Evaluation:
     """
 
     request: Request
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = any_model_names()
     pairs: tuple[str, ...] = ()
     annotations: str | None = None
     curve_steps: int = 20

@@ -13,6 +13,7 @@ name.
 
 The canonical names are those of the ``vjx.attribution`` functions; the original toolkit's
 ``--vis_method`` values are their aliases (``methods.get("3d_ep").name == "ep3d"``).
+``prototype_activation`` (HIPE's map) needs a trained ``vjx.prototypes.PrototypeModel``.
 """
 from __future__ import annotations
 
@@ -83,6 +84,11 @@ class Method:
     def title(self) -> str:
         """The method as the paper and its readers name it (figure titles, console)."""
         return self.entry.title
+
+    @property
+    def needs_prototype_model(self) -> bool:
+        """True if the method only explains a ``vjx.prototypes.PrototypeModel``."""
+        return self.entry.needs_prototype_model
 
     @property
     def extremal(self) -> bool:
@@ -165,6 +171,11 @@ def get(name: str) -> Method:
     ``setting``); an unknown name is an ArgumentError of ``method``."""
     entry, value = registry.parse(name)
     return METHODS[entry.name] if value is None else Method(entry, value)
+
+
+def any_model_names() -> tuple[str, ...]:
+    """The methods every model can be explained with (not those needing a prototype model)."""
+    return tuple(name for name, method in METHODS.items() if not method.needs_prototype_model)
 
 
 def extremal_names() -> tuple[str, ...]:

@@ -25,6 +25,7 @@ from vjx.model import load_model as load_registry_model
 from vjx.models.registry import ModelSpec, get_spec
 from vjx.pipeline import methods
 from vjx.pipeline.targets import class_names, named_target
+from vjx.prototypes.network import PrototypeModel
 
 # The original CLI's --pretrain_dataset names -> label sets.
 DATASETS: dict[str, str] = {"kinetics": "kinetics400", "epic-kitchens-noun": "epic-kitchens-noun",
@@ -183,6 +184,9 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
         model (no checkpoint, none bundled, random weights not asked for).
     """
     method = methods.get(request.method)
+    if method.needs_prototype_model and not isinstance(model, PrototypeModel):
+        raise ArgumentError("method", f"{method.name} explains only a trained prototype model (vjx.prototypes; "
+                            "python -m experiments.train_prototypes), passed as model=")
     _check_choice("dataset", request.dataset, DATASETS)
     label_set = DATASETS[request.dataset]
     if model is not None:
