@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.planted import PLANTED_SPEC, TARGET, planted_video, write_planted_frames
-from vjx import attribution, data, pipeline
+from vjx import attribution, data, pipeline, prototypes
 from vjx.errors import ArgumentError, VjxError
 from vjx.attribution import registry
 from vjx.pipeline import methods
@@ -251,7 +251,8 @@ def test_the_method_table_is_the_registry():
                            ("3d_ep_smooth", "ep3d_temporal_smoothing"), ("step", "step"), ("grad_cam", "grad_cam")):
         assert methods.get(original) is methods.get(name) and methods.get(original).name == name
     for entry in registry.ENTRIES:
-        assert getattr(attribution, entry.name) is entry.function          # the canonical name is the function's
+        module = prototypes if entry.needs_prototype_model else attribution
+        assert getattr(module, entry.name) is entry.function               # the canonical name is the function's
         assert entry.output in registry.OUTPUTS
         for name in entry.names:
             assert registry.get(name) is entry and name in registry.describe()
