@@ -17,11 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from vjx.pipeline.files import csv_bytes
+from vjx.pipeline.scores import METRICS
 
 IDENTITY = ("method", "area", "case", "kind", "label", "target", "target_name")
-# The comparison's metrics first, in this order; whether higher or lower is better.
-HEADLINE = {"spatial_pointing": "higher", "temporal_pointing": "higher", "deletion_auc": "lower",
-            "insertion_auc": "higher", "hard_preserved_probability": "higher"}
+# The comparison's metrics first, in the order of the table of metrics; whether higher or lower is better.
+HEADLINE = {metric.name: metric.better for metric in METRICS}
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
