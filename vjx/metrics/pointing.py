@@ -87,6 +87,25 @@ def _spatial_pointing(maps, boxes, annotated, tolerance):
     return near.any(-1), counted, jnp.stack([x, y], axis=-1).astype(jnp.int32)
 
 
+def _checked_boxes(boxes, annotated, b: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Checks boxes ``B x T [x K] x 4`` and ``annotated`` -> (float32 ``B x T x K x 4``, bool ``B x T x K``)."""
+    boxes = np.asarray(boxes, np.float32)
+    if boxes.ndim == 3:
+        boxes = boxes[:, :, None]
+    if boxes.ndim != 4 or boxes.shape[:2] != (b, t) or boxes.shape[-1] != 4:
+        raise VjxError(f"boxes must be B x T x 4 or B x T x K x 4 with B x T = {b} x {t}, got shape {boxes.shape}")
+    annotated = np.ones(boxes.shape[:3], bool) if annotated is None else np.asarray(annotated)
+    if annotated.ndim == 2:
+        annotated = annotated[:, :, None]
+    if annotated.shape != boxes.shape[:3] or annotated.dtype != bool:
+        raise VjxError(f"annotated must be bool B x T (or B x T x K) = {' x '.join(map(str, boxes.shape[:3]))}, "
+                       f"got {annotated.dtype} of shape {annotated.shape}")
+    real = boxes[annotated]
+    if not np.isfinite(real).all() or (real[:, 2] < real[:, 0]).any() or (real[:, 3] < real[:, 1]).any():
+        raise VjxError("boxes must be finite (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1 on annotated frames")
+    return boxes, annotated
+
+
 def spatial_pointing_game(maps, boxes, annotated=None, *, tolerance: float = 7.0, labels=None,
                           num_classes: int | None = None) -> PointingResult:
     """Spatial pointing game: does each annotated frame's maximum lie within ``tolerance`` of its box?
@@ -110,21 +129,8 @@ def spatial_pointing_game(maps, boxes, annotated=None, *, tolerance: float = 7.0
       a :class:`PointingResult`.
     """
     maps, has_areas = with_area_axis("maps", maps)
-    b, _, t = maps.shape[:3]
-    boxes = np.asarray(boxes, np.float32)
-    if boxes.ndim == 3:
-        boxes = boxes[:, :, None]
-    if boxes.ndim != 4 or boxes.shape[:2] != (b, t) or boxes.shape[-1] != 4:
-        raise VjxError(f"boxes must be B x T x 4 or B x T x K x 4 with B x T = {b} x {t}, got shape {boxes.shape}")
-    annotated = np.ones(boxes.shape[:3], bool) if annotated is None else np.asarray(annotated)
-    if annotated.ndim == 2:
-        annotated = annotated[:, :, None]
-    if annotated.shape != boxes.shape[:3] or annotated.dtype != bool:
-        raise VjxError(f"annotated must be bool B x T (or B x T x K) = {' x '.join(map(str, boxes.shape[:3]))}, "
-                       f"got {annotated.dtype} of shape {annotated.shape}")
-    real = boxes[annotated]
-    if not np.isfinite(real).all() or (real[:, 2] < real[:, 0]).any() or (real[:, 3] < real[:, 1]).any():
-        raise VjxError("boxes must be finite (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1 on annotated frames")
+    b = maps.shape[0]
+    boxes, annotated = _checked_boxes(boxes, annotated, b, maps.shape[2])
     if not tolerance >= 0:
         raise VjxError(f"tolerance must be a distance in pixels >= 0, got {tolerance!r}")
     labels, num_classes = _labels(labels, b, num_classes)
@@ -168,3 +174,35 @@ def temporal_pointing_game(maps, segments, *, labels=None, num_classes: int | No
     labels, num_classes = _labels(labels, b, num_classes)
     hits, counted, frames = _temporal_pointing(maps, jnp.asarray(segments, jnp.int32))
     return _pointing_result(hits, counted, frames, labels, num_classes, has_areas)
+
+
+@jax.jit
+def _energy_pointing(maps, boxes, annotated):
+    """maps ``B x A x T x H x W``, boxes ``B x T x K x 4``, annotated ``B x T x K`` -> shares ``B x A``."""
+    h, w = maps.shape[-2:]
+    rows, cols = jnp.arange(h, dtype=jnp.float32)[:, None], jnp.arange(w, dtype=jnp.float32)[None, :]
+    x0, y0, x1, y1 = (boxes[..., i, None, None] for i in range(4))                       # B x T x K x 1 x 1
+    inside = ((cols >= x0) & (cols <= x1) & (rows >= y0) & (rows <= y1) & annotated[..., None, None]).any(2)
+    mass = jnp.maximum(maps, 0.0) * annotated.any(-1)[:, None, :, None, None]            # annotated frames only
+    return (mass * inside[:, None]).sum((2, 3, 4)) / mass.sum((2, 3, 4))
+
+
+def energy_pointing_game(maps, boxes, annotated=None) -> jax.Array:
+    """Energy pointing game (Wang et al., Score-CAM): the share of the map's mass inside the boxes.
+
+    Over the annotated frames, the sum of the map's positive values on pixels inside any of the
+    frame's boxes, divided by their sum over the whole frames. Boxes and pixels as in
+    :func:`spatial_pointing_game` (pixel at row ``r``, column ``c`` is inside when
+    ``x0 <= c <= x1`` and ``y0 <= r <= y1``). A map spread evenly scores the boxes' share of the
+    frame; a map all inside scores 1.
+
+    Args:
+      maps: ``B x T x H x W`` or ``B x A x T x H x W``.
+      boxes, annotated: as :func:`spatial_pointing_game`.
+    Returns:
+      float32 ``B [x A]`` shares in [0, 1]; NaN where the map has no positive mass on annotated frames.
+    """
+    maps, has_areas = with_area_axis("maps", maps)
+    boxes, annotated = _checked_boxes(boxes, annotated, maps.shape[0], maps.shape[2])
+    shares = _energy_pointing(maps, jnp.asarray(boxes), jnp.asarray(annotated))
+    return shares if has_areas else shares[:, 0]

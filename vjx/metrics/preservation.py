@@ -91,3 +91,53 @@ def preserved_probability(model, videos, targets, masks, *, variables: Mapping[s
     probs = _preserved_probability(apply_fn, variables, videos, targets, masks, num_levels=num_levels,
                                    max_blur=float(max_blur), perturbation=perturbation)
     return probs if has_areas else probs[:, 0]
+
+
+def minimum_preservation_ratio(hard_probabilities, areas, bound, converged=None) -> np.ndarray:
+    """Eq. 3 of the paper (its Table 2): the smallest area whose hard mask keeps the class at ``bound``.
+
+    The rule of ``vjx.attribution.extremal.extremal_area``, for any method's hard masks: a map's
+    exact-area hard masks (:func:`hard_masks`) need no convergence, an extremal method's count only
+    where they converged.
+
+    Args:
+      hard_probabilities: float ``B x A``: the target probability each hard mask keeps
+        (:func:`preserved_probability`).
+      areas: the ``A`` ratios.
+      bound: float ``B``: the probability to keep (the clip's own: "without decreasing" it).
+      converged: bool ``B x A`` (default all True).
+    Returns:
+      float64 ``B`` areas; NaN where no (converged) mask reaches the bound.
+    """
+    from vjx.attribution.extremal import extremal_area
+
+    kept = np.asarray(hard_probabilities, np.float32)
+    areas = np.asarray(areas, np.float32)
+    bound = np.asarray(bound, np.float32)
+    converged = np.ones(kept.shape, bool) if converged is None else np.asarray(converged, bool)
+    if kept.ndim != 2 or areas.shape != kept.shape[1:] or bound.shape != kept.shape[:1] or converged.shape != kept.shape:
+        raise VjxError(f"hard_probabilities must be B x A with A areas, B bounds and converged B x A; got shapes "
+                       f"{kept.shape}, {areas.shape}, {bound.shape}, {converged.shape}")
+    return np.asarray(extremal_area(jnp.asarray(areas), jnp.asarray(kept), jnp.asarray(converged),
+                                    jnp.asarray(bound)), np.float64)
+
+
+def confidence_change(probabilities, kept) -> tuple[np.ndarray, np.ndarray]:
+    """Average drop and increase in confidence (Chattopadhyay et al., Grad-CAM++), per video.
+
+    ``drop = max(0, p - o) / p`` and ``increase = 1 if o > p else 0``, with ``p`` the target's
+    probability on the video and ``o`` on the video seen through the explanation (the map as a
+    soft mask, :func:`preserved_probability`). Their means over videos (x 100 in percent) are the
+    published "average drop" (lower is better) and "increase in confidence" (higher is better).
+
+    Args:
+      probabilities: float ``B`` (``p``, > 0); kept: float ``B [x A]`` (``o``).
+    Returns:
+      ``(drop, increase)``, float64 of ``kept``'s shape.
+    """
+    p = np.asarray(probabilities, np.float64)
+    o = np.asarray(kept, np.float64)
+    if p.ndim != 1 or o.shape[:1] != p.shape or o.ndim > 2 or not (p > 0).all():
+        raise VjxError(f"probabilities must be B values > 0 and kept B [x A], got shapes {p.shape} and {o.shape}")
+    p = p.reshape(-1, *[1] * (o.ndim - 1))
+    return np.maximum(p - o, 0) / p, (o > p).astype(np.float64)
