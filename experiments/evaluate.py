@@ -90,7 +90,7 @@ def main(argv: list[str]) -> None:
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():
         from vjx.pipeline import table
-        print(table.table_markdown(result.table), end="")
+        print(table.report_markdown(result.rows), end="")
         print(f"{len(result.rows)} rows in {_OUTPUT_DIR.value}/rows.csv; the table in table.md, table.csv and "
               "table.json" + (f"; {len(result.missing)} method x case runs unfinished" if result.missing else ""))
 

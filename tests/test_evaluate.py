@@ -123,12 +123,19 @@ def test_extremal_masks_keep_their_own_hard_mask_probability(planted, clips, mon
     case = cases.clip_cases(clips[:1], PLANTED_SPEC)[0]
     _, x = cases.load(case, PLANTED_SPEC)
     masks = np.random.default_rng(0).random((2, 8, 32, 32), dtype=np.float32)
-    explanation = Explanation(maps=masks, row_names=("area 0.1", "area 0.3"))
+    own = ({"area": 0.1, "preserved_probability": 0.0, "hard_preserved_probability": 0.0},
+           {"area": 0.3, "preserved_probability": 1.0, "hard_preserved_probability": 0.9})
+    explanation = Explanation(maps=masks, row_names=("area 0.1", "area 0.3"), areas=own,
+                              numbers={"extremal_area": 0.3})
     calls = []
     monkeypatch.setattr(metrics, "preserved_probability", lambda *a, **k: calls.append(1))
     scores = score_batch(planted.apply_fn, planted.variables, x[None], np.array([TARGET]), [case], [explanation],
                          AREAS, extremal=True, curve_steps=2)
     assert not calls and all("hard_preserved_probability" not in area for area in scores[0])
+    # Its own soft masks' probabilities give the confidence change, its Eq. 3 area the minimum ratio.
+    assert [area["average_drop"] for area in scores[0]] == [1.0, 0.0]
+    assert [area["confidence_increase"] for area in scores[0]] == [0.0, 1.0]
+    assert [area["minimum_preservation_ratio"] for area in scores[0]] == [0.3, 0.3]
     assert scores[0][0]["deletion_auc"] != scores[0][1]["deletion_auc"]          # area j is scored on row j
 
 
@@ -136,21 +143,28 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     result, out = evaluated
     stored = json.loads((out / "table.json").read_text())
     assert stored["table"] == json.loads(json.dumps(result.table))
-    assert stored["cases"] == {"clips": 3, "pairs": 8} and stored["settings"]["3d_ep"]["num_iter"] == 2
+    assert stored["cases"] == {"clips": 3, "pairs": 8, "spatial_pairs": 0} and stored["settings"]["3d_ep"]["num_iter"] == 2
     assert [(line["method"], line["area"]) for line in result.table] == [(m, a) for m in METHODS for a in AREAS]
     for line in result.table:
         members = [r for r in result.rows if (r["method"], r["area"]) == (line["method"], line["area"])]
         for name in ("deletion_auc", "temporal_pointing", "hard_preserved_probability"):
             values = [r[name] for r in members if name in r]
-            assert line["metrics"][name] == pytest.approx({"mean": np.mean(values), "std": np.std(values),
-                                                           "n": len(values)})
+            stats = line["metrics"][name]
+            assert {k: stats[k] for k in ("mean", "std", "n")} == pytest.approx(
+                {"mean": np.mean(values), "std": np.std(values), "n": len(values)})
+            assert min(values) <= stats["low"] <= stats["mean"] <= stats["high"] <= max(values)
     assert result.table[0]["metrics"]["temporal_pointing"]["n"] == 9     # 8 joined pairs + the annotated clip
     markdown = (out / "table.md").read_text().splitlines()
-    assert markdown[0].startswith("| method | area | spatial pointing ↑ (n=1) | temporal pointing ↑ (n=9) | "
-                                  "deletion auc ↓ (n=3) |")
-    assert len(markdown) == 2 + len(METHODS) * len(AREAS) and markdown[2].startswith("| grad | 0.1 | 1.000 ± 0.000 |")
+    assert markdown[0] == "## All cases"
+    assert markdown[2].startswith("| method | area | spatial pointing ↑ (n=1) | energy pointing ↑ (n=1) | "
+                                  "temporal pointing ↑ (n=9) | deletion auc ↓ (n=3) |")
+    assert markdown[4].startswith("| grad | 0.1 | 1.000 [1.000, 1.000] |")
+    assert "## Ordering (all cases): is the best method better than the runner-up?" in markdown
+    assert [(e["metric"], e["area"]) for e in stored["ordering"]][:2] == [("spatial_pointing", 0.1),
+                                                                          ("spatial_pointing", 0.3)]
     header = (out / "table.csv").read_text().splitlines()[0]
-    assert header.startswith("method,area,spatial_pointing_mean,spatial_pointing_std,spatial_pointing_n,")
+    assert header.startswith("method,area,spatial_pointing_mean,spatial_pointing_std,spatial_pointing_n,"
+                             "spatial_pointing_low,spatial_pointing_high,")
     assert len((out / "rows.csv").read_text().splitlines()) == 1 + len(result.rows)
 
 
@@ -269,14 +283,31 @@ def test_the_table_of_hand_rows():
             {"method": "grad*input", "area": 0.1, "case": "b", "deletion_auc": 0.4, "temporal_pointing": None},
             {"method": "step", "area": 0.1, "case": "a", "deletion_auc": float("nan"), "converged": True}]
     lines = table.summarise(rows)
-    assert lines[0]["metrics"] == {"temporal_pointing": {"mean": 1.0, "std": 0.0, "n": 1},
-                                   "deletion_auc": {"mean": pytest.approx(0.3), "std": pytest.approx(0.1), "n": 2}}
-    assert lines[1]["metrics"] == {"converged": {"mean": 1.0, "std": 0.0, "n": 1}}
+    assert lines[0]["metrics"] == {"temporal_pointing": {"mean": 1.0, "std": 0.0, "n": 1, "low": 1.0, "high": 1.0},
+                                   "deletion_auc": {"mean": pytest.approx(0.3), "std": pytest.approx(0.1), "n": 2,
+                                                    "low": 0.2, "high": 0.4}}
+    assert lines[1]["metrics"] == {"converged": {"mean": 1.0, "std": 0.0, "n": 1, "low": 1.0, "high": 1.0}}
     markdown = table.table_markdown(lines).splitlines()
     assert markdown[0] == "| method | area | temporal pointing ↑ (n=1) | deletion auc ↓ (n=2) | converged (n=1) |"
-    assert markdown[2] == "| grad\\*input | 0.1 | 1.000 ± 0.000 | 0.300 ± 0.100 | – |"
-    lines[1]["metrics"]["deletion_auc"] = {"mean": 0.5, "std": 0.0, "n": 1}            # counts differ: per cell
-    assert table.table_markdown(lines).splitlines()[3] == "| step | 0.1 | – | 0.500 ± 0.000 (n=1) | 1.000 ± 0.000 |"
+    assert markdown[2] == "| grad\\*input | 0.1 | 1.000 [1.000, 1.000] | 0.300 [0.200, 0.400] | – |"
+    lines[1]["metrics"]["deletion_auc"] = {"mean": 0.5, "std": 0.0, "n": 1, "low": 0.5, "high": 0.5}
+    assert table.table_markdown(lines).splitlines()[3] == (                            # counts differ: per cell
+        "| step | 0.1 | – | 0.500 [0.500, 0.500] (n=1) | 1.000 [1.000, 1.000] |")
+
+
+def test_the_ordering_of_hand_rows():
+    """Three cases rank grad over step on deletion (lower is better) every time: alpha 1, a clear gap."""
+    rows = [{"method": m, "area": 0.1, "case": c, "deletion_auc": auc + (0.1 if m == "step" else 0.0),
+             "target_rank": rank} for c, auc, rank in (("a", 0.2, 1), ("b", 0.5, 7), ("c", 0.3, 2))
+            for m in ("step", "grad")]
+    (entry,) = table.ordering(rows)
+    assert (entry["metric"], entry["best"], entry["runner_up"], entry["cases"]) == ("deletion_auc", "grad", "step", 3)
+    assert entry["alpha"] == 1.0
+    assert entry["versus"]["step"] == pytest.approx({"mean": -0.1, "low": -0.1, "high": -0.1, "flipped": 0.0, "n": 3})
+    assert [r["case"] for r in table.recognised(rows)] == ["a", "a", "c", "c"]
+    report = table.report_markdown(rows)
+    assert "## Cases whose class is in the model's top 5 (2 of 3)" in report
+    assert "| deletion auc | 0.1 | 3 | grad | step | -0.100 [-0.100, -0.100] | 0.000 | 1.00 |" in report
 
 
 def test_a_process_takes_every_nth_item(monkeypatch):

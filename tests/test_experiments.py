@@ -199,7 +199,7 @@ def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     assert "2 cases" not in result.stdout and "6 cases (4 joined pairs) x 1 methods x 1 areas" in result.stdout
     assert "| grad | 0.1 |" in result.stdout and "6 rows in" in result.stdout
     stored = json.loads((out / "table.json").read_text())
-    assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
+    assert stored["cases"] == {"clips": 2, "pairs": 4, "spatial_pairs": 0} and stored["flags"]["curve_steps"] == 1
     assert stored["settings"]["grad"]["input_size"] == 32                  # r3d at 32 px, not its 112
     line = stored["table"][0]
     assert (line["method"], line["area"]) == ("grad", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5

@@ -20,7 +20,10 @@ maps are scored by :mod:`vjx.pipeline.scores`. Written under ``output_dir``:
 - ``rows.csv``, ``rows.json``: every row (method, area, case, kind, label, target, the metrics, the
   seconds of attribution and scoring per case).
 - ``table.csv``, ``table.json``, ``table.md``: per method and area, each metric's mean, standard
-  deviation and count over the cases (:mod:`vjx.pipeline.table`); ``table.json`` also records the
+  deviation, count and bootstrap interval over the cases (:mod:`vjx.pipeline.table`); ``table.md``
+  and ``table.json`` also hold the same over the cases whose class is in the model's top 5
+  (``recognised``) and the ordering of the methods per metric (Krippendorff's alpha of the cases'
+  rankings, the best method's paired difference to the others); ``table.json`` also records the
   settings, the versions and any unfinished rows.
 
 Across hosts (:mod:`vjx.pipeline.processes`) every process evaluates its share of the cases and
@@ -43,7 +46,7 @@ from vjx.errors import ArgumentError
 from vjx.model import Model
 from vjx.models.registry import ModelSpec
 from vjx.pipeline import processes, report, table
-from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
+from vjx.pipeline.cases import Case, clip_cases, load, pair_cases, spatial_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
 from vjx.pipeline.methods import METHODS
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
@@ -65,6 +68,7 @@ class Evaluation:
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
       methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
+      spatial_pairs: labelled clips whose side-by-side pairs make the spatial test (empty: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
       tolerance: the spatial pointing game's radius in input pixels (the paper: 7).
@@ -73,6 +77,7 @@ class Evaluation:
     request: Request
     methods: tuple[str, ...] = tuple(METHODS)
     pairs: tuple[str, ...] = ()
+    spatial_pairs: tuple[str, ...] = ()
     annotations: str | None = None
     curve_steps: int = 20
     tolerance: float = 7.0
@@ -112,6 +117,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     cases = clip_cases(request.videos, spec, evaluation.annotations)
     if evaluation.pairs:
         cases += pair_cases(evaluation.pairs, spec, class_names(spec))
+    if evaluation.spatial_pairs:
+        cases += spatial_cases(evaluation.spatial_pairs, spec, class_names(spec))
     digest = _file_digest(evaluation.annotations)
     prints = {m: fingerprint(evaluation, r, spec, digest) for m, r in resolved.items()}
     out = pathlib.Path(request.output_dir)
@@ -125,7 +132,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     todo = {m: [] if merge_only else cases_left for m, cases_left in unfinished.items()}
     count, left = sum(map(len, todo.values())), sum(map(len, unfinished.values()))
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
-    print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs) x "
+    print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs, "
+          f"{sum(c.kind == 'spatial' for c in mine)} spatial pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
           f"{len(mine) * len(evaluation.methods) - left} already done", flush=True)
     with OutputWriter(out) as top:
@@ -148,10 +156,13 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
             top.write("rows.csv", csv_bytes(rows, columns))
             top.write("rows.json", json_bytes({"rows": rows}))
             top.write("table.csv", table.table_csv(summary))
-            top.write("table.md", table.table_markdown(summary).encode())
+            top.write("table.md", table.report_markdown(rows).encode())
+            recognised = table.recognised(rows)
             top.write("table.json", json_bytes({
-                "table": summary, "methods": list(evaluation.methods), "areas": list(request.areas),
-                "cases": {"clips": sum(c.kind == "clip" for c in cases), "pairs": sum(c.kind == "pair" for c in cases)},
+                "table": summary, "recognised": table.summarise(recognised), "ordering": table.ordering(rows),
+                "recognised_ordering": table.ordering(recognised), "methods": list(evaluation.methods), "areas": list(request.areas),
+                "cases": {name: sum(c.kind == kind for c in cases)
+                          for name, kind in (("clips", "clip"), ("pairs", "pair"), ("spatial_pairs", "spatial"))},
                 "settings": prints, "missing": missing, "processes": processes.count(),
                 "seconds_this_run": time.perf_counter() - start, "versions": report.versions(),
                 "flags": dict(request.flags)}))
@@ -180,14 +191,14 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     twice = sorted({m for m in evaluation.methods if evaluation.methods.count(m) > 1})
     if twice:
         raise ArgumentError("methods", f"names {twice[0]!r} twice")
-    if not request.videos and not evaluation.pairs:
+    if not request.videos and not evaluation.pairs and not evaluation.spatial_pairs:
         raise ArgumentError("videos", "is empty and there are no pairs; give clips, pairs or both")
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
         raise ArgumentError("curve_steps", f"must be a whole number >= 0 (0 skips the curves), got "
                             f"{evaluation.curve_steps!r}")
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
-    checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs)
+    checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs or evaluation.spatial_pairs)
     return {m: resolve(dataclasses.replace(checked, method=m), model) for m in evaluation.methods}
 
 

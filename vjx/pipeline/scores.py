@@ -9,17 +9,29 @@ whether higher or lower is better, which cases it applies to and how a batch com
 and the evaluation's table (:mod:`vjx.pipeline.table`) iterate it, so a new metric is one row.
 Which metrics a case gets depends on what it is:
 
-- ``spatial_pointing`` (cases with boxes): the fraction of annotated input frames whose map maximum
-  lies within ``tolerance`` pixels of a box (:func:`vjx.metrics.spatial_pointing_game`).
+- ``spatial_pointing`` (real clips with boxes): the fraction of annotated input frames whose map
+  maximum lies within ``tolerance`` pixels of a box (:func:`vjx.metrics.spatial_pointing_game`);
+  ``energy_pointing``: the share of the map's positive mass inside the boxes on those frames
+  (:func:`vjx.metrics.energy_pointing_game`).
+- ``half_pointing`` and ``half_energy`` (spatial pairs): the fraction of frames whose map maximum
+  lies in the explained half, and the share of the map's mass in it (a map spread evenly: 0.5).
 - ``temporal_pointing`` (cases with a segment, every joined pair): 1 if the frame of largest total
   map falls inside the segment, else 0 (:func:`vjx.metrics.temporal_pointing_game`).
 - real clips only: ``deletion_auc`` (low = good) and ``insertion_auc`` (high = good) over
-  ``curve_steps`` steps with the blur baseline; ``target_probability`` (the unperturbed clip's).
-- every case, methods that are not extremal: ``hard_preserved_probability``, the target
-  probability when only the map's top ``a`` fraction of voxels is kept (hard mask,
-  :func:`vjx.metrics.hard_masks`) and the rest blurred as extremal perturbation blurs it. Extremal
-  methods already report this column for their own masks (:class:`vjx.pipeline.methods.Explanation`,
-  the same hard-mask rule, on the padded mask and per frame for 2D-EP); it is not computed twice.
+  ``curve_steps`` steps with the blur baseline.
+- every case: ``hard_preserved_probability``, the target probability when only the map's top ``a``
+  fraction of voxels is kept (hard mask, :func:`vjx.metrics.hard_masks`) and the rest blurred as
+  extremal perturbation blurs it. Extremal methods already report this column for their own masks
+  (:class:`vjx.pipeline.methods.Explanation`, the same hard-mask rule, on the padded mask and per
+  frame for 2D-EP); it is not computed twice. ``minimum_preservation_ratio``: the smallest area
+  whose hard mask keeps the unperturbed probability (the paper's Eq. 3; extremal methods: their
+  ``extremal_area``, converged masks only; NaN when none does, so it counts only where reached).
+  ``average_drop`` / ``confidence_increase`` (Grad-CAM++'s): the map scaled to a maximum of 1 used
+  as a soft mask (extremal methods: their soft mask of each area) against the unperturbed
+  probability (:func:`vjx.metrics.confidence_change`).
+- every case, describing it rather than scoring the map: ``target_probability`` and
+  ``target_rank`` (1 = the model's top class) of the explained class on the unperturbed input.
+  On a spatial pair they say whether the model still recognises the class in the composite.
 
 Maps must keep their ranking: a display clip (the gradient methods' percentile normalisation)
 would tie the top voxels and move every maximum to the first of them. The evaluation therefore
@@ -30,6 +42,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vjx import metrics
@@ -98,7 +112,11 @@ def _is_clip(case: Case) -> bool:
 
 
 def _has_boxes(case: Case) -> bool:
-    return case.truth is not None and bool(case.truth.annotated.any())
+    return case.kind != "spatial" and case.truth is not None and bool(case.truth.annotated.any())
+
+
+def _is_spatial(case: Case) -> bool:
+    return case.kind == "spatial"
 
 
 def _has_segment(case: Case) -> bool:
@@ -126,17 +144,67 @@ def _curve_auc(insertion: bool):
     return compute
 
 
-def _target_probability(batch: Batch, indices: list[int]) -> np.ndarray | None:
-    curve = _curve(batch, indices, insertion=False)
-    return None if curve is None else batch.per_area(curve.probabilities[:, :, 0])
+def _probabilities(batch: Batch) -> np.ndarray:
+    """Class probabilities of the unperturbed inputs: float64 ``B x K`` (one model call per batch)."""
+    return batch.once(("probabilities",), lambda: np.asarray(
+        jax.nn.softmax(batch.call(batch.variables, jnp.asarray(batch.x)).astype(jnp.float32), axis=-1), np.float64))
+
+
+def _target_probability(batch: Batch, indices: list[int]) -> np.ndarray:
+    p = _probabilities(batch)[indices, batch.targets[indices]]
+    return np.repeat(p[:, None], len(batch.areas), axis=1)
+
+
+def _target_rank(batch: Batch, indices: list[int]) -> np.ndarray:
+    probabilities = _probabilities(batch)[indices]
+    own = probabilities[np.arange(len(indices)), batch.targets[indices]]
+    rank = 1 + (probabilities > own[:, None]).sum(1)
+    return np.repeat(rank[:, None].astype(np.float64), len(batch.areas), axis=1)
+
+
+def _own(batch: Batch, indices: list[int], key: str) -> np.ndarray:
+    """An extremal method's own per-area number of the cases at ``indices``: ``n x A``."""
+    return np.array([[row[key] for row in batch.explanations[i].areas] for i in indices], np.float64)
+
+
+def _hard_kept(batch: Batch, indices: list[int]) -> np.ndarray:
+    """Target probability kept by each area's hard mask of the map: ``n x A`` (extremal: the method's own)."""
+    if batch.extremal:
+        return _own(batch, indices, "hard_preserved_probability")
+    return batch.once(("hard", tuple(indices)), lambda: np.asarray(metrics.preserved_probability(
+        batch.call, batch.x[indices], batch.targets[indices],
+        metrics.hard_masks(batch.maps[indices][:, batch.row_of_area], np.asarray(batch.areas, np.float32)),
+        variables=batch.variables), np.float64))
 
 
 def _hard_preserved_probability(batch: Batch, indices: list[int]) -> np.ndarray | None:
-    if batch.extremal:                       # extremal methods report their own masks' (see the docstring)
-        return None
-    hard = metrics.hard_masks(batch.maps[indices][:, batch.row_of_area], np.asarray(batch.areas, np.float32))
-    return np.asarray(metrics.preserved_probability(batch.call, batch.x[indices], batch.targets[indices], hard,
-                                                    variables=batch.variables))          # n x A
+    # Extremal methods report their own masks' (see the docstring): not a second time.
+    return None if batch.extremal else _hard_kept(batch, indices)
+
+
+def _minimum_preservation_ratio(batch: Batch, indices: list[int]) -> np.ndarray:
+    if batch.extremal:                       # Eq. 3 on the method's converged hard masks
+        ratio = np.array([batch.explanations[i].numbers["extremal_area"] for i in indices], np.float64)
+    else:
+        bound = _probabilities(batch)[indices, batch.targets[indices]]
+        ratio = metrics.minimum_preservation_ratio(_hard_kept(batch, indices), batch.areas, bound)
+    return np.repeat(ratio[:, None], len(batch.areas), axis=1)
+
+
+def _confidence_change(batch: Batch, indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Average drop and increase in confidence of the map as a soft mask (scaled to a maximum of 1)."""
+    def compute():
+        if batch.extremal:
+            kept = _own(batch, indices, "preserved_probability")
+        else:
+            maps = np.maximum(batch.maps[indices][:, 0], 0)
+            peak = maps.reshape(len(indices), -1).max(1).reshape(-1, 1, 1, 1)
+            soft = maps / np.where(peak > 0, peak, 1)
+            kept = np.asarray(metrics.preserved_probability(batch.call, batch.x[indices], batch.targets[indices],
+                                                            soft, variables=batch.variables), np.float64)
+            kept = np.repeat(kept[:, None], len(batch.areas), axis=1)
+        return metrics.confidence_change(_probabilities(batch)[indices, batch.targets[indices]], kept)
+    return batch.once(("confidence", tuple(indices)), compute)
 
 
 def _pad(values: np.ndarray, k: int) -> np.ndarray:
@@ -159,6 +227,18 @@ def _spatial_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
     return batch.per_area((hits & counted).sum(-1) / counted.sum(-1))
 
 
+def _energy_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
+    boxes, annotated = _boxes(batch, indices)
+    return batch.per_area(np.asarray(metrics.energy_pointing_game(batch.maps[indices], boxes, annotated)))
+
+
+def _half_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
+    """The fraction of frames whose map maximum lies in the explained half (no tolerance)."""
+    boxes, annotated = _boxes(batch, indices)
+    game = metrics.spatial_pointing_game(batch.maps[indices], boxes, annotated, tolerance=0.0)
+    return batch.per_area(np.asarray(game.hits).mean(-1))
+
+
 def _temporal_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
     segments = np.array([batch.cases[i].truth.segment for i in indices], np.int64)
     game = metrics.temporal_pointing_game(batch.maps[indices], segments)
@@ -167,11 +247,19 @@ def _temporal_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
 
 METRICS: tuple[Metric, ...] = (
     Metric("spatial_pointing", "higher", _has_boxes, _spatial_pointing),
+    Metric("energy_pointing", "higher", _has_boxes, _energy_pointing),
+    Metric("half_pointing", "higher", _is_spatial, _half_pointing),
+    Metric("half_energy", "higher", _is_spatial, _energy_pointing),
     Metric("temporal_pointing", "higher", _has_segment, _temporal_pointing),
     Metric("deletion_auc", "lower", _is_clip, _curve_auc(insertion=False)),
     Metric("insertion_auc", "higher", _is_clip, _curve_auc(insertion=True)),
     Metric("hard_preserved_probability", "higher", _every_case, _hard_preserved_probability),
-    Metric("target_probability", None, _is_clip, _target_probability),
+    Metric("minimum_preservation_ratio", "lower", _every_case, _minimum_preservation_ratio),
+    Metric("average_drop", "lower", _every_case, lambda batch, indices: _confidence_change(batch, indices)[0]),
+    Metric("confidence_increase", "higher", _every_case,
+           lambda batch, indices: _confidence_change(batch, indices)[1]),
+    Metric("target_probability", None, _every_case, _target_probability),
+    Metric("target_rank", None, _every_case, _target_rank),
 )
 
 
