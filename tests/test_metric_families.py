@@ -116,3 +116,16 @@ def test_paired_difference_sees_a_consistent_gap_through_noisy_cases():
     assert noise.low < 0 < noise.high and noise.flipped > 0.025
     with pytest.raises(VjxError, match="same n"):
         metrics.paired_difference([1.0], [1.0, 2.0])
+
+
+def test_maximum_in_region_shares_ties():
+    maps = np.zeros((3, 2, 2, 4), np.float32)
+    maps[0, 1, 0, 1] = 2.0                                  # one maximum, in the left half
+    maps[1, 0, 1, 3] = 1.0                                  # one maximum, in the right half
+    left = np.zeros((3, 2, 2, 4), bool)
+    left[..., :2] = True
+    np.testing.assert_array_equal(metrics.maximum_in_region(maps, left), [1.0, 0.0, 0.5])   # 3rd: flat, chance
+    maps[0, 0, 0, 3] = 2.0                                  # a tie across the halves: half a hit
+    assert float(metrics.maximum_in_region(maps, left)[0]) == 0.5
+    with pytest.raises(VjxError, match="regions must be bool"):
+        metrics.maximum_in_region(maps, left[:, 0])

@@ -3,7 +3,8 @@
 - :mod:`~vjx.metrics.preservation`: hard masks, the probability a masked video keeps, the minimum
   preservation ratio (the paper's Eq. 3) and the average drop / increase in confidence.
 - :mod:`~vjx.metrics.curves`: deletion and insertion curves.
-- :mod:`~vjx.metrics.pointing`: the spatial and temporal pointing games and the energy pointing game.
+- :mod:`~vjx.metrics.pointing`: the spatial and temporal pointing games, the energy pointing game and
+  pointing by a clip's maximum into a region.
 - :mod:`~vjx.metrics.randomisation`: the model-randomisation sanity check.
 - :mod:`~vjx.metrics.reliability`: bootstrap intervals, paired differences and Krippendorff's alpha
   of per-case values (numpy; is an ordering of methods more than noise).
@@ -25,7 +26,7 @@ float32 ``B x T x H x W x C``.
     metrics.preserved_probability(model, x, targets, hard)             # B x A = result.hard_probabilities
 """
 from vjx.metrics.curves import BASELINES, Curve, deletion_curve, insertion_curve
-from vjx.metrics.pointing import (PointingResult, energy_pointing_game, spatial_pointing_game,
+from vjx.metrics.pointing import (PointingResult, energy_pointing_game, maximum_in_region, spatial_pointing_game,
                                   temporal_pointing_game)
 from vjx.metrics.preservation import (PERTURBATIONS, confidence_change, hard_masks, minimum_preservation_ratio,
                                       preserved_probability)
@@ -35,6 +36,6 @@ from vjx.metrics.reliability import (Difference, bootstrap_interval, case_ranks,
 
 __all__ = ["BASELINES", "PERTURBATIONS", "Curve", "Difference", "PointingResult", "Randomisation", "bootstrap_interval",
            "case_ranks", "confidence_change", "deletion_curve", "energy_pointing_game", "hard_masks",
-           "insertion_curve", "krippendorff_alpha", "minimum_preservation_ratio", "model_randomisation",
+           "insertion_curve", "krippendorff_alpha", "maximum_in_region", "minimum_preservation_ratio", "model_randomisation",
            "paired_difference", "preserved_probability", "rank_correlation", "spatial_pointing_game",
            "temporal_pointing_game"]

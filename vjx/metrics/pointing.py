@@ -206,3 +206,33 @@ def energy_pointing_game(maps, boxes, annotated=None) -> jax.Array:
     boxes, annotated = _checked_boxes(boxes, annotated, maps.shape[0], maps.shape[2])
     shares = _energy_pointing(maps, jnp.asarray(boxes), jnp.asarray(annotated))
     return shares if has_areas else shares[:, 0]
+
+
+@jax.jit
+def _maximum_in_region(maps, regions):
+    """maps ``B x A x T x H x W``, regions bool ``B x T x H x W`` -> shares ``B x A``."""
+    top = maps == maps.max((2, 3, 4), keepdims=True)
+    return (top & regions[:, None]).sum((2, 3, 4)) / top.sum((2, 3, 4))
+
+
+def maximum_in_region(maps, regions) -> jax.Array:
+    """Pointing by a whole clip's maximum: does the map's largest value lie inside the region?
+
+    The grid pointing game of image attribution (Böhle et al., B-cos) for video: 1 when the map's
+    maximum over all ``T x H x W`` voxels lies in the region, 0 when outside. Ties are shared, not
+    broken by position: the score is the fraction of the maximal voxels inside the region, so a flat
+    map scores the region's share of the clip (0.5 for a half) instead of a hit at the first pixel.
+
+    Args:
+      maps: ``B x T x H x W`` or ``B x A x T x H x W``.
+      regions: bool ``B x T x H x W``: the ground truth (e.g. one half of a side-by-side clip).
+    Returns:
+      float32 ``B [x A]`` in [0, 1].
+    """
+    maps, has_areas = with_area_axis("maps", maps)
+    regions = np.asarray(regions)
+    if regions.dtype != bool or regions.shape != maps.shape[:1] + maps.shape[2:]:
+        raise VjxError(f"regions must be bool B x T x H x W = {' x '.join(map(str, maps.shape[:1] + maps.shape[2:]))},"
+                       f" got {regions.dtype} of shape {regions.shape}")
+    shares = _maximum_in_region(maps, jnp.asarray(regions))
+    return shares if has_areas else shares[:, 0]

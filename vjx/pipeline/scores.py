@@ -13,8 +13,9 @@ Which metrics a case gets depends on what it is:
   maximum lies within ``tolerance`` pixels of a box (:func:`vjx.metrics.spatial_pointing_game`);
   ``energy_pointing``: the share of the map's positive mass inside the boxes on those frames
   (:func:`vjx.metrics.energy_pointing_game`).
-- ``half_pointing`` and ``half_energy`` (spatial pairs): the fraction of frames whose map maximum
-  lies in the explained half, and the share of the map's mass in it (a map spread evenly: 0.5).
+- ``half_pointing`` and ``half_energy`` (spatial pairs): 1 if the clip's map maximum lies in the
+  explained half, else 0 (ties shared, :func:`vjx.metrics.maximum_in_region`), and the share of the
+  map's mass in that half (:func:`vjx.metrics.energy_pointing_game`); a flat map scores 0.5 on both.
 - ``temporal_pointing`` (cases with a segment, every joined pair): 1 if the frame of largest total
   map falls inside the segment, else 0 (:func:`vjx.metrics.temporal_pointing_game`).
 - real clips only: ``deletion_auc`` (low = good) and ``insertion_auc`` (high = good) over
@@ -233,10 +234,13 @@ def _energy_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
 
 
 def _half_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
-    """The fraction of frames whose map maximum lies in the explained half (no tolerance)."""
-    boxes, annotated = _boxes(batch, indices)
-    game = metrics.spatial_pointing_game(batch.maps[indices], boxes, annotated, tolerance=0.0)
-    return batch.per_area(np.asarray(game.hits).mean(-1))
+    """Whether the clip's map maximum lies in the explained half (ties shared: a flat map scores 0.5)."""
+    boxes, _ = _boxes(batch, indices)
+    x0, x1 = boxes[:, 0, 0, 0], boxes[:, 0, 0, 2]                                      # one half per case
+    cols = np.arange(batch.maps.shape[-1])
+    inside = (cols >= x0[:, None]) & (cols <= x1[:, None])                              # n x W
+    regions = np.broadcast_to(inside[:, None, None, :], (len(indices), *batch.maps.shape[2:]))
+    return batch.per_area(np.asarray(metrics.maximum_in_region(batch.maps[indices], regions)))
 
 
 def _temporal_pointing(batch: Batch, indices: list[int]) -> np.ndarray:
