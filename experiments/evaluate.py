@@ -41,6 +41,8 @@ _PAIRS = flags.DEFINE_string("temporal_pairs", None, "Folder of labelled clips (
                              "'-'): every ordered pair with different labels, joined in time, is a temporal test.")
 _SPATIAL = flags.DEFINE_string("spatial_pairs", None, "Folder of labelled clips: every ordered pair with different "
                                "labels, side by side at the model's size, is a spatial test (one per half).")
+_GAP = flags.DEFINE_integer("spatial_gap", 0, "Pixels of the model's mean colour between a spatial pair's clips "
+                            "(a layout to try when the composite confuses the model).")
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame and segments per video of the "
                                    "real clips (header video,kind,start,stop,x0,y0,x1,y1).")
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all: grad, "
@@ -68,12 +70,12 @@ _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 o
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _MERGE_ONLY = flags.DEFINE_bool("merge_only", False, "Compute nothing: rebuild the rows and the table from the "
                                 "finished rows.")
-_ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _SPATIAL, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT, _AREAS, _SCHEDULE,
-              _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR, _SEED, _BATCH, _DTYPE,
+_ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _SPATIAL, _GAP, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT,
+              _AREAS, _SCHEDULE, _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR, _SEED, _BATCH, _DTYPE,
               _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 FLAG_NAMES = {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES, "videos": "--videos_dir/--videos", "method": "--methods",
               "methods": "--methods", "pairs": "--temporal_pairs", "spatial_pairs": "--spatial_pairs",
-              "annotations": "--annotations",
+              "spatial_gap": "--spatial_gap", "annotations": "--annotations",
               "curve_steps": "--curve_steps", "tolerance": "--tolerance"}
 
 
@@ -98,7 +100,7 @@ def main(argv: list[str]) -> None:
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
         request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs, spatial_pairs=spatial,
-        annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value)
+        spatial_gap=_GAP.value, annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value)
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():
         from vjx.pipeline import table

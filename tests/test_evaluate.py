@@ -270,7 +270,7 @@ def test_a_bad_annotation_file_names_its_line_and_writes_nothing(case, planted, 
 
 @pytest.mark.parametrize("overrides, argument", [
     (dict(methods=()), "methods"), (dict(methods=("grad", "grad")), "methods"), (dict(methods=("lime",)), "method"),
-    (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"),
+    (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"), (dict(spatial_gap=-2), "spatial_gap"),
 ])
 def test_bad_settings_name_their_argument(overrides, argument, planted, clips, tmp_path):
     with pytest.raises(ArgumentError) as caught:
@@ -409,6 +409,10 @@ def test_spatial_pairs_are_two_clips_side_by_side(side_clips, clips):
     _, right = cases.load(cases.clip_cases(side_clips[1:], PLANTED_SPEC)[0], PLANTED_SPEC)
     np.testing.assert_array_equal(x, np.concatenate([left, right], axis=2))
     assert x.shape == (8, 32, 64, 3) and video.frames.shape == (8, 32, 64, 3)
+    gapped = cases.spatial_cases(side_clips, PLANTED_SPEC, ("class 0", "class 1", "class 2"), gap=4)
+    np.testing.assert_array_equal(gapped[1].truth.boxes[0, 0], [36, 0, 67, 31])
+    _, x = cases.load(gapped[0], PLANTED_SPEC)
+    np.testing.assert_array_equal(x, np.concatenate([left, np.zeros((8, 32, 4, 3)), right], axis=2))
     with pytest.raises(ArgumentError, match="'class_2-c' .* has 6 frames; this test needs 8") as caught:
         cases.spatial_cases((side_clips[0], clips[2]), PLANTED_SPEC, ("class 0", "class 1", "class 2"))
     assert caught.value.argument == "spatial_pairs"

@@ -17,10 +17,12 @@ must be classes of the model. The joined clips exist only in memory.
 
 **Spatial pairs** (the grid pointing game of image attribution, Böhle et al.'s B-cos and Rao et al.'s
 DiFull, in video form): for every ordered pair ``(a, b)`` of clips with different labels, each clip
-is sampled and preprocessed at the model's own size (``T x S x S``) and ``a`` is put left of ``b``:
-a ``T x S x 2S`` input, which every vjx model takes (they pool globally). Each is two tests: explain
-``a``'s class (ground truth: the left half, columns ``0 ... S - 1`` of every frame) and ``b``'s (the
-right half). Every clip is on both sides next to every clip of another label. The model's evidence
+is sampled and preprocessed at the model's own size (``T x S x S``) and ``a`` is put left of ``b``,
+``gap`` columns of zeros (the normalisation's mean colour) between them: a ``T x S x (2S + gap)``
+input, which every vjx model takes (they pool globally). Each is two tests: explain ``a``'s class
+(ground truth: the left clip, columns ``0 ... S - 1`` of every frame) and ``b``'s (the right clip,
+columns ``S + gap ... 2S + gap - 1``). A gap keeps the two clips' borders from mixing in the
+model's first layers, one layout to try when the side-by-side composite confuses the model. Every clip is on both sides next to every clip of another label. The model's evidence
 for a class can only be in the half that holds it, so a map that puts its mass in the other half is
 wrong by construction. A composite may confuse the model (neither class in its top 5): the
 evaluation reports each case's class rank and probability beside the scores.
@@ -62,6 +64,7 @@ class Case:
       label: the label of the class explained (a clip's name label; the explained half's label).
       target: the class to explain (index), or None to choose it by the run's ``target`` rule.
       truth: the ground truth in the model's input frames, or None (nothing annotated).
+      gap: a spatial pair's columns between its two clips.
     """
 
     name: str
@@ -70,6 +73,7 @@ class Case:
     label: str
     target: int | None = None
     truth: ModelTruth | None = None
+    gap: int = 0
 
 
 def clip_cases(paths: Sequence[str], spec: ModelSpec, annotations: str | os.PathLike | None = None) -> list[Case]:
@@ -117,11 +121,11 @@ def pair_cases(paths: Sequence[str], spec: ModelSpec, class_names: Sequence[str]
     return cases
 
 
-def spatial_cases(paths: Sequence[str], spec: ModelSpec, class_names: Sequence[str]) -> list[Case]:
+def spatial_cases(paths: Sequence[str], spec: ModelSpec, class_names: Sequence[str], gap: int = 0) -> list[Case]:
     """The side-by-side spatial test of the clips at ``paths`` (see the module docstring).
 
-    The truth of a side is its half as one box in every frame, ``(x0, y0, x1, y1)`` = ``(0, 0, S - 1,
-    S - 1)`` on the left, ``(S, 0, 2S - 1, S - 1)`` on the right, in the composite's pixels.
+    The truth of a side is its clip as one box in every frame, ``(x0, y0, x1, y1)`` = ``(0, 0, S - 1,
+    S - 1)`` on the left, ``(S + gap, 0, 2S + gap - 1, S - 1)`` on the right, in the composite's pixels.
 
     Returns:
       two cases per ordered pair of clips with different labels, in the order of ``paths``.
@@ -132,11 +136,11 @@ def spatial_cases(paths: Sequence[str], spec: ModelSpec, class_names: Sequence[s
     cases = []
     for (i, j), names, labels, classes in _ordered_pairs(paths, spec, class_names, "spatial_pairs", t):
         for side, k in zip(SIDES, (i, j)):
-            left = 0 if side == "left" else s
+            left = 0 if side == "left" else s + gap
             truth = ModelTruth(boxes=np.tile(np.array([left, 0, left + s - 1, s - 1], np.float32), (t, 1, 1)),
                                annotated=np.ones((t, 1), bool), segment=None)
             cases.append(Case(name=f"{file_stem(names[i])}+{file_stem(names[j])}@{side}", kind="spatial",
-                              paths=(paths[i], paths[j]), label=labels[k], target=classes[k], truth=truth))
+                              paths=(paths[i], paths[j]), label=labels[k], target=classes[k], truth=truth, gap=gap))
     return cases
 
 
@@ -169,8 +173,8 @@ def _ordered_pairs(paths: Sequence[str], spec: ModelSpec, class_names: Sequence[
 
 
 def load(case: Case, spec: ModelSpec) -> tuple[data.Video, np.ndarray]:
-    """The case's video and the model's input of it: float32 ``T x S x S x 3`` (``T x S x 2S x 3``
-    for a spatial pair).
+    """The case's video and the model's input of it: float32 ``T x S x S x 3`` (``T x S x (2S + gap)
+    x 3`` for a spatial pair).
 
     A pair's video is the composite as the model sees it (uint8 frames of the input's shape).
     """
@@ -180,7 +184,8 @@ def load(case: Case, spec: ModelSpec) -> tuple[data.Video, np.ndarray]:
     half = spec.num_frames // 2
     first, second = (data.read_video(p) for p in case.paths)
     if case.kind == "spatial":
-        x = np.concatenate([model_input(spec, first), model_input(spec, second)], axis=2)
+        left, right = model_input(spec, first), model_input(spec, second)
+        x = np.concatenate([left, np.zeros((*left.shape[:2], case.gap, 3), np.float32), right], axis=2)
     else:
         x = np.concatenate([_half_input(spec, first, half), _half_input(spec, second, spec.num_frames - half)])
     video = data.Video(frames=display_frames(spec, x), name=case.name, fps=None, label=case.label,

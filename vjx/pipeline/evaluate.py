@@ -69,6 +69,7 @@ class Evaluation:
       methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       spatial_pairs: labelled clips whose side-by-side pairs make the spatial test (empty: none).
+      spatial_gap: columns of the model's mean colour between a spatial pair's clips (0: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
       tolerance: the spatial pointing game's radius in input pixels (the paper: 7).
@@ -78,6 +79,7 @@ class Evaluation:
     methods: tuple[str, ...] = tuple(METHODS)
     pairs: tuple[str, ...] = ()
     spatial_pairs: tuple[str, ...] = ()
+    spatial_gap: int = 0
     annotations: str | None = None
     curve_steps: int = 20
     tolerance: float = 7.0
@@ -118,7 +120,7 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     if evaluation.pairs:
         cases += pair_cases(evaluation.pairs, spec, class_names(spec))
     if evaluation.spatial_pairs:
-        cases += spatial_cases(evaluation.spatial_pairs, spec, class_names(spec))
+        cases += spatial_cases(evaluation.spatial_pairs, spec, class_names(spec), evaluation.spatial_gap)
     digest = _file_digest(evaluation.annotations)
     prints = {m: fingerprint(evaluation, r, spec, digest) for m, r in resolved.items()}
     out = pathlib.Path(request.output_dir)
@@ -177,6 +179,7 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
                 "checkpoint": request.checkpoint, "method": request.method, "areas": list(request.areas),
                 "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
+                "spatial_gap": evaluation.spatial_gap,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:
         settings.update(schedule=request.schedule, num_iter=resolved.config.num_iter)   # the schedule's if not given
@@ -196,6 +199,8 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
         raise ArgumentError("curve_steps", f"must be a whole number >= 0 (0 skips the curves), got "
                             f"{evaluation.curve_steps!r}")
+    if not isinstance(evaluation.spatial_gap, int) or evaluation.spatial_gap < 0:
+        raise ArgumentError("spatial_gap", f"must be a whole number of pixels >= 0, got {evaluation.spatial_gap!r}")
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
     checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs or evaluation.spatial_pairs)
