@@ -71,8 +71,8 @@ _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator 
 _MERGE_ONLY = flags.DEFINE_bool("merge_only", False, "Compute nothing: rebuild the rows and the table from the "
                                 "finished rows.")
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _SPATIAL, _GAP, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT,
-              _AREAS, _SCHEDULE, _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR, _SEED, _BATCH, _DTYPE,
-              _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
+              _AREAS, _SCHEDULE, _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR,
+              _SEED, _BATCH, _DTYPE, _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 FLAG_NAMES = {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES, "videos": "--videos_dir/--videos", "method": "--methods",
               "methods": "--methods", "pairs": "--temporal_pairs", "spatial_pairs": "--spatial_pairs",
               "spatial_gap": "--spatial_gap", "annotations": "--annotations",
@@ -100,7 +100,8 @@ def main(argv: list[str]) -> None:
         batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
         request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs, spatial_pairs=spatial,
-        spatial_gap=_GAP.value, annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value, tolerance=_TOLERANCE.value)
+        spatial_gap=_GAP.value, annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value,
+        tolerance=_TOLERANCE.value)
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():
         from vjx.pipeline import table

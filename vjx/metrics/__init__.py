@@ -36,6 +36,7 @@ from vjx.metrics.reliability import (Difference, bootstrap_interval, case_ranks,
 
 __all__ = ["BASELINES", "PERTURBATIONS", "Curve", "Difference", "PointingResult", "Randomisation", "bootstrap_interval",
            "case_ranks", "confidence_change", "deletion_curve", "energy_pointing_game", "hard_masks",
-           "insertion_curve", "krippendorff_alpha", "maximum_in_region", "minimum_preservation_ratio", "model_randomisation",
+           "insertion_curve", "krippendorff_alpha", "maximum_in_region", "minimum_preservation_ratio",
+           "model_randomisation",
            "paired_difference", "preserved_probability", "rank_correlation", "spatial_pointing_game",
            "temporal_pointing_game"]

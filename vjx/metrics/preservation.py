@@ -115,7 +115,8 @@ def minimum_preservation_ratio(hard_probabilities, areas, bound, converged=None)
     areas = np.asarray(areas, np.float32)
     bound = np.asarray(bound, np.float32)
     converged = np.ones(kept.shape, bool) if converged is None else np.asarray(converged, bool)
-    if kept.ndim != 2 or areas.shape != kept.shape[1:] or bound.shape != kept.shape[:1] or converged.shape != kept.shape:
+    if (kept.ndim != 2 or areas.shape != kept.shape[1:] or bound.shape != kept.shape[:1]
+            or converged.shape != kept.shape):
         raise VjxError(f"hard_probabilities must be B x A with A areas, B bounds and converged B x A; got shapes "
                        f"{kept.shape}, {areas.shape}, {bound.shape}, {converged.shape}")
     return np.asarray(extremal_area(jnp.asarray(areas), jnp.asarray(kept), jnp.asarray(converged),

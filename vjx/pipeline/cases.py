@@ -21,10 +21,10 @@ is sampled and preprocessed at the model's own size (``T x S x S``) and ``a`` is
 ``gap`` columns of zeros (the normalisation's mean colour) between them: a ``T x S x (2S + gap)``
 input, which every vjx model takes (they pool globally). Each is two tests: explain ``a``'s class
 (ground truth: the left clip, columns ``0 ... S - 1`` of every frame) and ``b``'s (the right clip,
-columns ``S + gap ... 2S + gap - 1``). A gap keeps the two clips' borders from mixing in the
-model's first layers, one layout to try when the side-by-side composite confuses the model. Every clip is on both sides next to every clip of another label. The model's evidence
-for a class can only be in the half that holds it, so a map that puts its mass in the other half is
-wrong by construction. A composite may confuse the model (neither class in its top 5): the
+columns ``S + gap ... 2S + gap - 1``). Every clip is on both sides next to every clip of another
+label. The model's evidence for a class can only be in the half that holds it, so a map that puts
+its mass in the other half is wrong by construction. A gap keeps the two clips' borders from mixing
+in the model's first layers: one layout to try when the side-by-side composite confuses the model. A composite may confuse the model (neither class in its top 5): the
 evaluation reports each case's class rank and probability beside the scores.
 
 Both pair tests refuse a clip too short for its part (``T // 2`` frames for a joined pair, ``T``

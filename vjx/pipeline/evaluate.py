@@ -162,7 +162,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
             recognised = table.recognised(rows)
             top.write("table.json", json_bytes({
                 "table": summary, "recognised": table.summarise(recognised), "ordering": table.ordering(rows),
-                "recognised_ordering": table.ordering(recognised), "methods": list(evaluation.methods), "areas": list(request.areas),
+                "recognised_ordering": table.ordering(recognised), "methods": list(evaluation.methods),
+                "areas": list(request.areas),
                 "cases": {name: sum(c.kind == kind for c in cases)
                           for name, kind in (("clips", "clip"), ("pairs", "pair"), ("spatial_pairs", "spatial"))},
                 "settings": prints, "missing": missing, "processes": processes.count(),
