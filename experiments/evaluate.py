@@ -33,6 +33,7 @@ from __future__ import annotations
 from absl import flags
 
 from experiments import _cli, _processes
+from vjx.attribution import registry
 
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of real clips (frame folders and/or video files).")
@@ -45,12 +46,14 @@ _GAP = flags.DEFINE_integer("spatial_gap", 0, "Pixels of the model's mean colour
                             "(a layout to try when the composite confuses the model).")
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame and segments per video of the "
                                    "real clips (header video,kind,start,stop,x0,y0,x1,y1).")
-_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all: grad, "
-                             "grad*input, integrated_grad, smooth_grad, grad_cam, 2d_ep, 3d_ep, step, 3d_ep_smooth).")
+_METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all of "
+                             f"{registry.describe()}, but those that need a prototype model).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
-_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun or epic-kitchens-verb.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the pretrained I3D; "
-                                  "random weights otherwise).")
+_DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun, "
+                               "epic-kitchens-verb (tsm), ucf101-24 or ucf101 (vgg16lstm).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Torch or orbax weights (default: the bundled weights, "
+                                  "the pretrained I3D).")
+_RANDOM = flags.DEFINE_bool("random_weights", False, "Evaluate a randomly initialised (untrained) network.")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.1"], "Areas in (0, 1): extremal methods optimise each, every "
                            "map is scored at each (hard-mask preservation).")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "Optimisation schedule of the extremal methods, a name of "
@@ -66,13 +69,16 @@ _TARGET = flags.DEFINE_string("target", "label", "Class explained on real clips:
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "eval_res", "Where results go (reused to resume).")
 _SEED = flags.DEFINE_integer("seed", 0, "PRNG seed.")
 _BATCH = flags.DEFINE_integer("batch_size", 1, "Cases per compiled call.")
+_NUM_MASKS = flags.DEFINE_integer("num_masks", 1000, "Random masks of rise.")
+_CLIPS = flags.DEFINE_integer("batch", 16, "Perturbed clips per model call (score_cam, rise, occlusion): "
+                              "lower it if memory runs out.")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "Model compute dtype: float32 or bfloat16.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _MERGE_ONLY = flags.DEFINE_bool("merge_only", False, "Compute nothing: rebuild the rows and the table from the "
                                 "finished rows.")
 _ALL_FLAGS = (_VIDEOS_DIR, _VIDEOS, _PAIRS, _SPATIAL, _GAP, _ANNOTATIONS, _METHODS, _MODEL, _DATASET, _CHECKPOINT,
-              _AREAS, _SCHEDULE, _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET, _OUTPUT_DIR,
-              _SEED, _BATCH, _DTYPE, _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
+              _RANDOM, _AREAS, _SCHEDULE, _NUM_ITER, _POLARITY, _INPUT_SIZE, _CURVE_STEPS, _TOLERANCE, _TARGET,
+              _OUTPUT_DIR, _SEED, _BATCH, _NUM_MASKS, _CLIPS, _DTYPE, _NO_GPU, _MERGE_ONLY, *_processes.ALL_FLAGS)
 FLAG_NAMES = {**_cli.FLAG_NAMES, **_processes.FLAG_NAMES, "videos": "--videos_dir/--videos", "method": "--methods",
               "methods": "--methods", "pairs": "--temporal_pairs", "spatial_pairs": "--spatial_pairs",
               "spatial_gap": "--spatial_gap", "annotations": "--annotations",
@@ -96,11 +102,12 @@ def main(argv: list[str]) -> None:
         videos=clips + tuple(_VIDEOS.value), model=_MODEL.value, dataset=_DATASET.value,
         areas=_cli.parse_areas(_AREAS.value), **({"schedule": _SCHEDULE.value} if _SCHEDULE.value else {}),
         num_iter=_NUM_ITER.value, input_size=_INPUT_SIZE.value, polarity=_POLARITY.value,
-        target=_TARGET.value, checkpoint=_CHECKPOINT.value, output_dir=_OUTPUT_DIR.value, seed=_SEED.value,
-        batch_size=_BATCH.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
+        target=_TARGET.value, checkpoint=_CHECKPOINT.value, random_weights=_RANDOM.value,
+        output_dir=_OUTPUT_DIR.value, seed=_SEED.value, batch_size=_BATCH.value, num_masks=_NUM_MASKS.value,
+        batch=_CLIPS.value, dtype=_DTYPE.value, flags={holder.name: holder.value for holder in _ALL_FLAGS})
     evaluation = evaluate.Evaluation(
-        request=request, methods=tuple(_METHODS.value or methods.METHODS), pairs=pairs, spatial_pairs=spatial,
-        spatial_gap=_GAP.value, annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value,
+        request=request, methods=tuple(_METHODS.value or methods.any_model_names()), pairs=pairs,
+        spatial_pairs=spatial, spatial_gap=_GAP.value, annotations=_ANNOTATIONS.value, curve_steps=_CURVE_STEPS.value,
         tolerance=_TOLERANCE.value)
     result = evaluate.run(evaluation, merge_only=_MERGE_ONLY.value)
     if processes.is_coordinator():

@@ -28,7 +28,7 @@ from vjx.pipeline.scores import score_batch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 AREAS = (0.1, 0.3)
-METHODS = ("grad", "grad_cam", "3d_ep")
+METHODS = ("gradient", "grad_cam", "ep3d")
 # The planted evidence (tests/planted.py): frames 2-5, rows 10-21, columns 8-19.
 TRUTH = "video,kind,start,stop,x0,y0,x1,y1\nclass_1-a,segment,2,6\nclass_1-a,box,2,6,8,10,19,21\n"
 TIMINGS = ("attribution_s", "scoring_s")
@@ -88,15 +88,15 @@ def test_rows_cover_every_method_case_and_area(evaluated):
             row = by[method, name, 0.3]
             assert row["kind"] == "clip" and 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
     for name in names:
-        assert by["grad", name, 0.1]["target"] == by["grad", name, 0.3]["target"]
-    assert by["3d_ep", "class_1-a", 0.1]["mask_area"] != by["3d_ep", "class_1-a", 0.3]["mask_area"]
-    assert "mask_area" not in by["grad", "class_1-a", 0.1]
+        assert by["gradient", name, 0.1]["target"] == by["gradient", name, 0.3]["target"]
+    assert by["ep3d", "class_1-a", 0.1]["mask_area"] != by["ep3d", "class_1-a", 0.3]["mask_area"]
+    assert "mask_area" not in by["gradient", "class_1-a", 0.1]
     for name in names:                   # the extremal method's own per-area numbers, its hard mask's included
-        row = by["3d_ep", name, 0.3]
+        row = by["ep3d", name, 0.3]
         assert row["converged"] in (0.0, 1.0) and 0 <= row["undecided"] <= 1
         assert 0 <= row["hard_preserved_probability"] <= 1 and 0 <= row["preserved_probability"] <= 1
     # The planted evidence is the annotated box in the annotated frames: gradients find both.
-    for method in ("grad", "grad_cam"):
+    for method in ("gradient", "grad_cam"):
         assert by[method, "class_1-a", 0.1]["spatial_pointing"] == 1.0
         assert by[method, "class_1-a", 0.1]["temporal_pointing"] == 1.0
         one, other = by[method, "class_1-a", 0.1], by[method, "class_1-a", 0.3]
@@ -107,7 +107,7 @@ def test_rows_cover_every_method_case_and_area(evaluated):
 
 def test_scores_are_the_metrics_of_the_unclipped_maps(planted, clips, evaluated):
     result, _ = evaluated
-    row = next(r for r in result.rows if (r["method"], r["case"], r["area"]) == ("grad", "class_1-a", 0.1))
+    row = next(r for r in result.rows if (r["method"], r["case"], r["area"]) == ("gradient", "class_1-a", 0.1))
     video, x = cases.load(cases.clip_cases(clips[:1], PLANTED_SPEC)[0], PLANTED_SPEC)
     maps = attribution.gradient(planted, x[None], np.array([TARGET]), attribution.GradientConfig(normalize=False)).maps
     deletion = metrics.deletion_curve(planted, x[None], np.array([TARGET]), maps, steps=4)
@@ -143,7 +143,8 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     result, out = evaluated
     stored = json.loads((out / "table.json").read_text())
     assert stored["table"] == json.loads(json.dumps(result.table))
-    assert stored["cases"] == {"clips": 3, "pairs": 8, "spatial_pairs": 0} and stored["settings"]["3d_ep"]["num_iter"] == 2
+    assert stored["cases"] == {"clips": 3, "pairs": 8, "spatial_pairs": 0}
+    assert stored["settings"]["ep3d"]["num_iter"] == 2
     assert [(line["method"], line["area"]) for line in result.table] == [(m, a) for m in METHODS for a in AREAS]
     for line in result.table:
         members = [r for r in result.rows if (r["method"], r["area"]) == (line["method"], line["area"])]
@@ -158,7 +159,7 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     assert markdown[0] == "## All cases"
     assert markdown[2].startswith("| method | area | spatial pointing ↑ (n=1) | energy pointing ↑ (n=1) | "
                                   "temporal pointing ↑ (n=9) | deletion auc ↓ (n=3) |")
-    assert markdown[4].startswith("| grad | 0.1 | 1.000 [1.000, 1.000] |")
+    assert markdown[4].startswith("| gradient | 0.1 | 1.000 [1.000, 1.000] |")
     assert "## Ordering (all cases): is the best method better than the runner-up?" in markdown
     assert [(e["metric"], e["area"]) for e in stored["ordering"]][:2] == [("spatial_pointing", 0.1),
                                                                           ("spatial_pointing", 0.3)]
@@ -180,10 +181,10 @@ def test_a_rerun_resumes_merges_and_refuses_other_settings(planted, clips, truth
     assert not calls and "0 method x case runs to do, 33 already done" in capsys.readouterr().out
     assert again.rows == result.rows and again.table == result.table
 
-    (copy / "rows" / "3d_ep" / "class_2-c.json").unlink()
+    (copy / "rows" / "ep3d" / "class_2-c.json").unlink()
     merged = evaluate.run(evaluation(clips, copy, truth_file), model=planted, merge_only=True)
-    assert not calls and merged.missing == ["3d_ep/class_2-c"] and len(merged.rows) == len(result.rows) - 2
-    assert json.loads((copy / "table.json").read_text())["missing"] == ["3d_ep/class_2-c"]
+    assert not calls and merged.missing == ["ep3d/class_2-c"] and len(merged.rows) == len(result.rows) - 2
+    assert json.loads((copy / "table.json").read_text())["missing"] == ["ep3d/class_2-c"]
     resumed = evaluate.run(evaluation(clips, copy, truth_file), model=planted)
     assert len(calls) == 1 and not resumed.missing
     assert [r["case"] for r in resumed.rows] == [r["case"] for r in result.rows]
@@ -424,14 +425,14 @@ def test_spatial_pairs_on_the_planted_model_find_the_true_half(planted, side_cli
     request = pipeline.Request(videos=(), areas=(0.1,), num_iter=2, output_dir=str(tmp_path / "out"), progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = evaluate.run(evaluate.Evaluation(request=request, methods=("grad", "grad_cam", "3d_ep"),
+        result = evaluate.run(evaluate.Evaluation(request=request, methods=("gradient", "grad_cam", "ep3d"),
                                                   spatial_pairs=side_clips, curve_steps=0), model=planted)
     by = {(r["method"], r["case"]): r for r in result.rows}
-    hit, miss = by["grad", "class_1-a+class_2-d@left"], by["grad", "class_2-d+class_1-a@right"]
+    hit, miss = by["gradient", "class_1-a+class_2-d@left"], by["gradient", "class_2-d+class_1-a@right"]
     assert (hit["half_pointing"], hit["half_energy"]) == (1.0, 1.0)
     assert (miss["half_pointing"], miss["half_energy"]) == (0.0, 0.0)
     assert hit["target_rank"] == 1 and "spatial_pointing" not in hit and "temporal_pointing" not in hit
-    flat = by["grad", "class_1-a+class_2-d@right"]          # class 2's logit is constant: a zero map, chance
+    flat = by["gradient", "class_1-a+class_2-d@right"]          # class 2's logit is constant: a zero map, chance
     assert (flat["half_pointing"], flat["half_energy"]) == (0.5, None) and flat["target_rank"] == 2
     # Grad-CAM weighs the redness layer by one weight per frame: it lights both halves' red blocks alike
     # (not class-discriminative here), so its maximum is a tie and half its mass is on the wrong side.

@@ -62,7 +62,7 @@ def test_randomised_model_gives_different_maps():
     assert np.corrcoef(a, b)[0, 1] < 0.5
 
 
-@pytest.mark.parametrize("name", ["i3d", "r3d_18", "mc3_18", "r2plus1d_18", "tsm_resnet50"])
+@pytest.mark.parametrize("name", ["i3d", "r3d_18", "mc3_18", "r2plus1d_18", "tsm_resnet50", "vgg16lstm"])
 def test_registry_models_tap_their_gradcam_layer(name):
     """The spec's default layer is a 5-D tap of every registry model (shapes only, no compute)."""
     from vjx.models.registry import get_spec

@@ -22,11 +22,11 @@ import numpy as np
 
 from vjx.errors import VjxError
 from vjx.models.registry import ModelSpec
-from weight_conversion import i3d, resnet3d, tsm
+from weight_conversion import i3d, resnet3d, tsm, vgg16lstm
 from weight_conversion.checkpoint import restore_checkpoint, save_checkpoint
 from weight_conversion.common import Layout, StateDict, load_state_dict, merge_strict
 
-LAYOUTS: tuple[Layout, ...] = (*resnet3d.LAYOUTS, *i3d.LAYOUTS, *tsm.LAYOUTS)
+LAYOUTS: tuple[Layout, ...] = (*resnet3d.LAYOUTS, *i3d.LAYOUTS, *tsm.LAYOUTS, *vgg16lstm.LAYOUTS)
 
 __all__ = ["LAYOUTS", "abstract_variables", "checkpoint_spec", "convert_state_dict", "detect_layout",
            "load_state_dict", "restore_checkpoint", "save_checkpoint"]
@@ -43,11 +43,20 @@ def detect_layout(state_dict: StateDict) -> Layout:
 
 
 def checkpoint_spec(state_dict: StateDict, spec: ModelSpec) -> ModelSpec:
-    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's BatchNorm epsilon.
+    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's BatchNorm epsilon,
+    and, for layouts whose head's size is the checkpoint's (VGG16-LSTM), that head and its label set
+    (``vjx.data.labels.head_label_set``).
 
-    Every layout but kinetics_i3d_pytorch leaves the registry's spec as it is.
+    Every other layout but kinetics_i3d_pytorch leaves the registry's spec as it is.
     """
-    return dataclasses.replace(spec, batch_norm_epsilon=detect_layout(state_dict).batch_norm_epsilon)
+    layout = detect_layout(state_dict)
+    spec = dataclasses.replace(spec, batch_norm_epsilon=layout.batch_norm_epsilon)
+    if layout.head_size is None:
+        return spec
+    from vjx.data.labels import head_label_set
+
+    classes = layout.head_size(state_dict)
+    return dataclasses.replace(spec, num_classes=classes, label_set=head_label_set(classes))
 
 
 def abstract_variables(spec: ModelSpec) -> Mapping:

@@ -34,6 +34,8 @@ class Layout:
       to_flax: ``to_flax(state_dict, spec, head=None) -> FlatVariables``; ``head`` picks one of several
         classifier heads where a format has them (EPIC-Kitchens TSM: ``"noun"`` or ``"verb"``). Must
         raise a VjxError for keys it does not consume (see :func:`check_all_used`).
+      head_size: ``head_size(state_dict) -> classes`` for formats whose head's size is the
+        checkpoint's (VGG16-LSTM); None: the spec's label set decides it.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Layout:
     batch_norm_epsilon: float
     detect: Callable[[StateDict], bool]
     to_flax: Callable[..., FlatVariables]
+    head_size: Callable[[StateDict], int] | None = None
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -26,6 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # (most likely a bug); vjx uses the model's own training normalisation.
 SYMMETRIC_MEAN = (0.5, 0.5, 0.5)
 SYMMETRIC_STD = (0.5, 0.5, 0.5)
+VGG16LSTM_MEAN = (0.50463, 0.45796, 0.4076)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,8 @@ class ModelSpec:
         because one architecture can have several definitions: I3D checkpoints in the
         kinetics_i3d_pytorch layout (the original toolkit's) use torch's 1e-5, DeepMind's and
         pytorch-i3d's use 1e-3. The registry holds the bundled weights' value; converting a
-        checkpoint sets its layout's (``weight_conversion.checkpoint_spec``).
+        checkpoint sets its layout's (``weight_conversion.checkpoint_spec``). 0.0: the network has
+        no BatchNorm (VGG16-LSTM).
     """
 
     name: str
@@ -112,6 +114,11 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(name="r3d_18", module_path="vjx.models.resnet3d:r3d_18", **_VIDEO_RESNET),
         ModelSpec(name="mc3_18", module_path="vjx.models.resnet3d:mc3_18", **_VIDEO_RESNET),
         ModelSpec(name="r2plus1d_18", module_path="vjx.models.resnet3d:r2plus1d_18", **_VIDEO_RESNET),
+        # The authors' preprocessing: frames resized to 240 x 320, a 224 centre crop, RGB in [0, 1]
+        # minus their mean, times 255 (std 1/255 here). The head's size is the checkpoint's.
+        ModelSpec(name="vgg16lstm", module_path="vjx.models.vgg16lstm:vgg16lstm", num_frames=8, resize=240,
+                  crop=224, mean=VGG16LSTM_MEAN, std=(1 / 255,) * 3, label_set="ucf101-24", num_classes=24,
+                  gradcam_layer="conv5", ep_sigma=23.0, batch_norm_epsilon=0.0),
         ModelSpec(name="tsm_resnet50", module_path="vjx.models.tsm:tsm_resnet50", num_frames=8,
                   resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                   label_set="kinetics400", num_classes=400, gradcam_layer="layer4", ep_sigma=23.0,

@@ -48,7 +48,9 @@ from vjx.models.registry import ModelSpec
 from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases, spatial_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
-from vjx.pipeline.methods import METHODS
+from vjx.pipeline import methods
+from vjx.pipeline.methods import METHODS, any_model_names
+from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
 from vjx.pipeline.scores import score_batch
@@ -66,7 +68,8 @@ class Evaluation:
         its iterations), the ``target`` rule for real clips, ``seed``, ``dtype``,
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
-      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order.
+      methods: method names or aliases (:mod:`vjx.attribution.registry`), in the table's order; rows
+        and the table use the canonical names (default: every method a plain model can use).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       spatial_pairs: labelled clips whose side-by-side pairs make the spatial test (empty: none).
       spatial_gap: columns of the model's mean colour between a spatial pair's clips (0: none).
@@ -76,7 +79,7 @@ class Evaluation:
     """
 
     request: Request
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = any_model_names()
     pairs: tuple[str, ...] = ()
     spatial_pairs: tuple[str, ...] = ()
     spatial_gap: int = 0
@@ -114,6 +117,7 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     """
     start = time.perf_counter()
     resolved = _resolve_all(evaluation, model)
+    evaluation = dataclasses.replace(evaluation, methods=tuple(resolved))      # canonical names: rows say these
     spec = resolved[evaluation.methods[0]].spec                     # at the request's input_size
     request = evaluation.request
     cases = clip_cases(request.videos, spec, evaluation.annotations)
@@ -134,6 +138,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     todo = {m: [] if merge_only else cases_left for m, cases_left in unfinished.items()}
     count, left = sum(map(len, todo.values())), sum(map(len, unfinished.values()))
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
+    for line in report.run_lines(resolved[evaluation.methods[0]])[:2]:     # the model, its weights, the input size
+        say(line, request.progress)
     print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs, "
           f"{sum(c.kind == 'spatial' for c in mine)} spatial pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
@@ -177,8 +183,8 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
     """What must match for a method's finished rows to be reused by a rerun (``spec``: the one run)."""
     request = resolved.request
     settings = {"model": spec.name, "input_size": spec.crop, "dataset": request.dataset,
-                "checkpoint": request.checkpoint, "method": request.method, "areas": list(request.areas),
-                "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
+                "checkpoint": request.checkpoint, "weights": resolved.weights.source, "method": request.method,
+                "areas": list(request.areas), "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
                 "spatial_gap": evaluation.spatial_gap,
                 "annotations_sha256": annotations_digest}
@@ -192,9 +198,10 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     request = evaluation.request
     if not evaluation.methods:
         raise ArgumentError("methods", "is empty; give at least one method")
-    twice = sorted({m for m in evaluation.methods if evaluation.methods.count(m) > 1})
+    canonical = [methods.get(m).name for m in evaluation.methods]
+    twice = sorted({m for m in canonical if canonical.count(m) > 1})
     if twice:
-        raise ArgumentError("methods", f"names {twice[0]!r} twice")
+        raise ArgumentError("methods", f"names {twice[0]!r} twice (a name and its alias count as one)")
     if not request.videos and not evaluation.pairs and not evaluation.spatial_pairs:
         raise ArgumentError("videos", "is empty and there are no pairs; give clips, pairs or both")
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
@@ -205,7 +212,7 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
     checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs or evaluation.spatial_pairs)
-    return {m: resolve(dataclasses.replace(checked, method=m), model) for m in evaluation.methods}
+    return {name: resolve(dataclasses.replace(checked, method=name), model) for name in canonical}
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -252,9 +259,7 @@ def _compute(evaluation: Evaluation, resolved: dict[str, Resolved], spec: ModelS
 
 def _scoring(resolved: Resolved) -> Resolved:
     """The request with maps that keep their ranking: no display clipping (see :mod:`vjx.pipeline.scores`)."""
-    if resolved.method.extremal:
-        return resolved
-    return dataclasses.replace(resolved, config=dataclasses.replace(resolved.config, normalize=False))
+    return dataclasses.replace(resolved, config=resolved.method.scoring_config(resolved.config))
 
 
 def _rows(method: str, case: Case, result, scores: list[dict[str, float]], areas, seconds) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from vjx.models.registry import get_spec
 
 # registry name -> module under vjx.torch_reference holding `torch_model(name, num_classes, layout=None)`
 _FAMILY = {"i3d": "i3d", "r3d_18": "resnet3d", "mc3_18": "resnet3d", "r2plus1d_18": "resnet3d",
-           "tsm_resnet50": "tsm"}
+           "tsm_resnet50": "tsm", "vgg16lstm": "vgg16lstm"}
 
 
 def build_torch_model(name: str, num_classes: int | None = None, layout: str | None = None):
