@@ -202,20 +202,21 @@ def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     out = tmp_path / "evaluate"
     truth = tmp_path / "truth.csv"
     truth.write_text("video,kind,start,stop,x0,y0,x1,y1\nabseiling-x,segment,0,8\nabseiling-x,box,0,16,5,5,30,30\n")
-    args = ("--videos_dir", labelled, "--temporal_pairs", labelled, "--annotations", truth, "--model", "r3d",
-            "--random_weights", "--methods", "grad", "--curve_steps", 1, "--batch_size", 6, "--input_size", 32, "--output_dir", out)
+    args = ("--videos_dir", labelled, "--temporal_pairs", labelled, "--spatial_pairs", labelled, "--annotations", truth,
+            "--model", "r3d", "--random_weights", "--methods", "grad", "--curve_steps", 1, "--batch_size", 6,
+            "--input_size", 32, "--output_dir", out)
     result = run_script("evaluate", *args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 cases" not in result.stdout and "6 cases (4 joined pairs) x 1 methods x 1 areas" in result.stdout
-    assert "| gradient | 0.1 |" in result.stdout and "6 rows in" in result.stdout
+    assert "10 cases (4 joined pairs, 4 spatial pairs) x 1 methods x 1 areas" in result.stdout
+    assert "| gradient | 0.1 |" in result.stdout and "10 rows in" in result.stdout
     stored = json.loads((out / "table.json").read_text())
-    assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
+    assert stored["cases"] == {"clips": 2, "pairs": 4, "spatial_pairs": 4} and stored["flags"]["curve_steps"] == 1
     assert stored["settings"]["gradient"]["input_size"] == 32                  # r3d at 32 px, not its 112
     line = stored["table"][0]
     assert (line["method"], line["area"]) == ("gradient", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
     assert line["metrics"]["spatial_pointing"]["n"] == 1 and line["metrics"]["deletion_auc"]["n"] == 2
     again = run_script("evaluate", *args)
-    assert again.returncode == 0 and "0 method x case runs to do, 6 already done" in again.stdout
+    assert again.returncode == 0 and "0 method x case runs to do, 10 already done" in again.stdout
     assert "with RANDOM weights" in again.stdout                              # the console says which weights
     other = run_script("evaluate", *args, "--seed", 1)
     assert_usage_error(other, "--output_dir")
@@ -249,6 +250,12 @@ def test_evaluate_bad_flags(labelled, tmp_path):
                        "--videos_dir/--videos", out)
     assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--methods", "grad,lime", "--output_dir", out),
                        "--methods 'lime'", out)
+    one_label = tmp_path / "one"
+    write_frames(one_label / "abseiling-a", 16, 2)
+    write_frames(one_label / "abseiling-b", 16, 3)
+    assert_usage_error(run_script("evaluate", "--spatial_pairs", one_label, "--model", "r3d", "--random_weights",
+                                  "--output_dir", out),
+                       "--spatial_pairs needs clips of at least two labels", out)
     assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--num_processes", 2, "--process_id", 5,
                                   "--coordinator_address", "localhost:1", "--output_dir", out), "--process_id 5", out)
 

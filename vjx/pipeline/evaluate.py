@@ -20,7 +20,10 @@ maps are scored by :mod:`vjx.pipeline.scores`. Written under ``output_dir``:
 - ``rows.csv``, ``rows.json``: every row (method, area, case, kind, label, target, the metrics, the
   seconds of attribution and scoring per case).
 - ``table.csv``, ``table.json``, ``table.md``: per method and area, each metric's mean, standard
-  deviation and count over the cases (:mod:`vjx.pipeline.table`); ``table.json`` also records the
+  deviation, count and bootstrap interval over the cases (:mod:`vjx.pipeline.table`); ``table.md``
+  and ``table.json`` also hold the same over the cases whose class is in the model's top 5
+  (``recognised``) and the ordering of the methods per metric (Krippendorff's alpha of the cases'
+  rankings, the best method's paired difference to the others); ``table.json`` also records the
   settings, the versions and any unfinished rows.
 
 Across hosts (:mod:`vjx.pipeline.processes`) every process evaluates its share of the cases and
@@ -43,7 +46,7 @@ from vjx.errors import ArgumentError
 from vjx.model import Model
 from vjx.models.registry import ModelSpec
 from vjx.pipeline import processes, report, table
-from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
+from vjx.pipeline.cases import Case, clip_cases, load, pair_cases, spatial_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
 from vjx.pipeline import methods
 from vjx.pipeline.methods import METHODS, any_model_names
@@ -68,6 +71,8 @@ class Evaluation:
       methods: method names or aliases (:mod:`vjx.attribution.registry`), in the table's order; rows
         and the table use the canonical names (default: every method a plain model can use).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
+      spatial_pairs: labelled clips whose side-by-side pairs make the spatial test (empty: none).
+      spatial_gap: columns of the model's mean colour between a spatial pair's clips (0: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
       tolerance: the spatial pointing game's radius in input pixels (the paper: 7).
@@ -76,6 +81,8 @@ class Evaluation:
     request: Request
     methods: tuple[str, ...] = any_model_names()
     pairs: tuple[str, ...] = ()
+    spatial_pairs: tuple[str, ...] = ()
+    spatial_gap: int = 0
     annotations: str | None = None
     curve_steps: int = 20
     tolerance: float = 7.0
@@ -116,6 +123,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     cases = clip_cases(request.videos, spec, evaluation.annotations)
     if evaluation.pairs:
         cases += pair_cases(evaluation.pairs, spec, class_names(spec))
+    if evaluation.spatial_pairs:
+        cases += spatial_cases(evaluation.spatial_pairs, spec, class_names(spec), evaluation.spatial_gap)
     digest = _file_digest(evaluation.annotations)
     prints = {m: fingerprint(evaluation, r, spec, digest) for m, r in resolved.items()}
     out = pathlib.Path(request.output_dir)
@@ -131,7 +140,8 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
     for line in report.run_lines(resolved[evaluation.methods[0]])[:2]:     # the model, its weights, the input size
         say(line, request.progress)
-    print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs) x "
+    print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs, "
+          f"{sum(c.kind == 'spatial' for c in mine)} spatial pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
           f"{len(mine) * len(evaluation.methods) - left} already done", flush=True)
     with OutputWriter(out) as top:
@@ -154,10 +164,14 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
             top.write("rows.csv", csv_bytes(rows, columns))
             top.write("rows.json", json_bytes({"rows": rows}))
             top.write("table.csv", table.table_csv(summary))
-            top.write("table.md", table.table_markdown(summary).encode())
+            top.write("table.md", table.report_markdown(rows).encode())
+            recognised = table.recognised(rows)
             top.write("table.json", json_bytes({
-                "table": summary, "methods": list(evaluation.methods), "areas": list(request.areas),
-                "cases": {"clips": sum(c.kind == "clip" for c in cases), "pairs": sum(c.kind == "pair" for c in cases)},
+                "table": summary, "recognised": table.summarise(recognised), "ordering": table.ordering(rows),
+                "recognised_ordering": table.ordering(recognised), "methods": list(evaluation.methods),
+                "areas": list(request.areas),
+                "cases": {name: sum(c.kind == kind for c in cases)
+                          for name, kind in (("clips", "clip"), ("pairs", "pair"), ("spatial_pairs", "spatial"))},
                 "settings": prints, "missing": missing, "processes": processes.count(),
                 "seconds_this_run": time.perf_counter() - start, "versions": report.versions(),
                 "flags": dict(request.flags)}))
@@ -172,6 +186,7 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
                 "checkpoint": request.checkpoint, "weights": resolved.weights.source, "method": request.method,
                 "areas": list(request.areas), "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
+                "spatial_gap": evaluation.spatial_gap,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:
         settings.update(schedule=request.schedule, num_iter=resolved.config.num_iter)   # the schedule's if not given
@@ -187,14 +202,16 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     twice = sorted({m for m in canonical if canonical.count(m) > 1})
     if twice:
         raise ArgumentError("methods", f"names {twice[0]!r} twice (a name and its alias count as one)")
-    if not request.videos and not evaluation.pairs:
+    if not request.videos and not evaluation.pairs and not evaluation.spatial_pairs:
         raise ArgumentError("videos", "is empty and there are no pairs; give clips, pairs or both")
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
         raise ArgumentError("curve_steps", f"must be a whole number >= 0 (0 skips the curves), got "
                             f"{evaluation.curve_steps!r}")
+    if not isinstance(evaluation.spatial_gap, int) or evaluation.spatial_gap < 0:
+        raise ArgumentError("spatial_gap", f"must be a whole number of pixels >= 0, got {evaluation.spatial_gap!r}")
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
-    checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs)
+    checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs or evaluation.spatial_pairs)
     return {name: resolve(dataclasses.replace(checked, method=name), model) for name in canonical}
 
 
