@@ -8,13 +8,15 @@
 
 A :class:`vjx.VjxError` (raised by the library for a bad file, value or combination) and a flag that
 does not parse both end the program with ONE line on stderr (``<script>: error: <what>``) and exit
-code 2; the library has already removed whatever the failed run had written. The library names its
+code 2; the library has already removed whatever the failed run had written. ``--help`` exits with
+0, and SIGTERM unwinds like Ctrl-C so an interrupted run removes what it wrote. The library names its
 own arguments (``areas``); an :class:`~vjx.errors.ArgumentError` is printed with the script's flag
 instead (``--perturb_area``), see :data:`FLAG_NAMES`.
 """
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable, Mapping, NoReturn, Sequence
 
@@ -29,6 +31,7 @@ FLAG_NAMES: dict[str, str] = {
     "areas": "--perturb_area", "schedule": "--schedule", "num_iter": "--num_iter", "input_size": "--input_size",
     "polarity": "--polarity", "target": "--target", "checkpoint": "--checkpoint", "output_dir": "--output_dir",
     "seed": "--seed", "batch_size": "--batch_size", "path_batch": "--path_batch", "dtype": "--dtype",
+    "random_weights": "--random_weights", "num_masks": "--num_masks", "batch": "--batch",
 }
 
 
@@ -43,11 +46,25 @@ def fail(message: str) -> NoReturn:
     sys.exit(USAGE_ERROR)
 
 
+# absl's help flags print the help and exit with status 1; asking for help is not an error.
+HELP_FLAGS = ("-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
 def _parse_flags(argv: Sequence[str]) -> list[str]:
+    options = list(argv[1:argv.index("--")] if "--" in argv else argv[1:])
     try:
         return flags.FLAGS(list(argv))
     except flags.Error as e:
         fail(str(e))
+    except SystemExit:
+        if any(arg.split("=")[0] in HELP_FLAGS for arg in options):
+            sys.exit(0)
+        raise
+
+
+def _exit_on_sigterm(signum, frame) -> NoReturn:
+    """SIGTERM (``timeout``, a batch scheduler, ``kill``) unwinds like Ctrl-C, so the writers roll back."""
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
 def no_extra_arguments(argv: Sequence[str]) -> None:
@@ -77,8 +94,9 @@ def run(main: Callable[[list[str]], object], flag_names: Mapping[str, str] = FLA
         try:
             main(argv)
         except ArgumentError as e:
-            fail(e.renamed(flag_names.get(e.argument, e.argument)))
+            fail(e.renamed(flag_names.get(e.argument, e.argument), dict(flag_names)))
         except VjxError as e:
             fail(str(e))
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app.run(guarded, flags_parser=_parse_flags)

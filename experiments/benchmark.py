@@ -35,7 +35,8 @@ from absl import flags
 from experiments import _cli
 
 _ARCH = flags.DEFINE_string("arch", "r2plus1d", "i3d, r2plus1d, r3d, mc3 or tsm.")
-_METHOD = flags.DEFINE_string("method", "step", "2d_ep, 3d_ep, step, integrated_grad or smooth_grad.")
+_METHOD = flags.DEFINE_string("method", "step", "An extremal method or a path method (integrated_gradients, "
+                              "smooth_grad), by name or alias; see vjx.attribution.registry.")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.01", "0.02", "0.05", "0.1", "0.15", "0.2"], "Area ratios in (0, 1).")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations per area (default 3), or path points (default 25).")
 _PATH_BATCH = flags.DEFINE_integer("path_batch", 1, "Path points per forward/backward pass (integrated_grad, "
@@ -48,10 +49,13 @@ _PER_CALL = flags.DEFINE_integer("iterations_per_call", None, "Iterations per co
 _SKIP_TORCH = flags.DEFINE_bool("skip_torch", False, "Time vjx only.")
 _COST = flags.DEFINE_bool("cost", False, "Also report XLA's cost and memory analyses of one all-areas iteration.")
 _COST_ONLY = flags.DEFINE_bool("cost_only", False, "Only the cost and memory analyses (nothing is run).")
+_SPLIT = flags.DEFINE_bool("split", False, "Only time one area-iteration against the model's forward + input "
+                           "gradient alone and against the mask machinery alone (a model that costs nothing), "
+                           "in turn in one run (--num_iter repeats, at least 3).")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 
-_TORCH_METHOD = {"2d_ep": "2d", "3d_ep": "3d", "step": "step"}
-PATH_METHODS = ("integrated_grad", "smooth_grad")
+# The methods besides the extremal ones that have a torch twin to time against (canonical names).
+PATH_METHODS = ("integrated_gradients", "smooth_grad")
 
 
 def torch_path_method(torch_model, video, target: int, method: str, points: int, mean, std) -> None:
@@ -62,7 +66,7 @@ def torch_path_method(torch_model, video, target: int, method: str, points: int,
     from vjx.torch_reference.backprop import gradient, integrated_gradients
 
     labels = torch.tensor([target])
-    if method == "integrated_grad":
+    if method == "integrated_gradients":
         black = [(0.0 - m) / s for m, s in zip(mean, std)]
         integrated_gradients(torch_model, video, labels, black, steps=points)
         return
@@ -82,7 +86,7 @@ def time_path_method(name: str, model, torch_model, x: np.ndarray, target: int, 
     from vjx.pipeline import methods
     from vjx.torch_reference import freeze
 
-    config = (attribution.IntegratedGradientsConfig(steps=points, batch_size=batch) if name == "integrated_grad"
+    config = (attribution.IntegratedGradientsConfig(steps=points, batch_size=batch) if name == "integrated_gradients"
               else attribution.SmoothGradConfig(samples=points, batch_size=batch))
     function = methods.get(name).function
     targets, key = np.array([target], np.int32), jax.random.key(0)
@@ -151,6 +155,44 @@ def cost_analysis(method, model, x, targets, config) -> dict:
             "peak_memory_gib": whole["peak_bytes"] / 2 ** 30}
 
 
+def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
+    """Per area-iteration of the default schedule: the model's forward + input gradient alone, the whole
+    iteration, and the iteration with a model that costs nothing (the mask machinery alone), timed in
+    turn in one run. Every timed iteration includes the straight-through hard-mask pass.
+
+    Medians of ``repeats`` calls each, after one call that compiles.
+    """
+    import dataclasses
+
+    import jax
+
+    from vjx.attribution.perturbation import config as config_module
+    from vjx.attribution.perturbation import loop, warm_start
+
+    name = method.function.__name__
+    # the default schedule, every timed iteration in its straight-through phase (its costlier one)
+    config = dataclasses.replace(config, schedule=config_module.DEFAULT_SCHEDULE, num_iter=None, area_batch=1,
+                                 hard_from=0.0)
+    resolved, geometry = config_module.resolve(name, config, *x.shape[1:4], model.spec.ep_sigma)
+    problem = loop.Problem.of(name, geometry, resolved)
+    area = resolved.areas[len(resolved.areas) // 2]
+    calls = {"model": lambda: warm_start.gradient_map(model.apply_fn, model.variables, x, targets),
+             "iteration": loop.iteration_runner(model.apply_fn, problem, area, model.variables, x, targets),
+             "machinery": loop.iteration_runner(_free_model, problem, area, {}, x, targets)}
+    seconds = {k: [] for k in calls}
+    for call in calls.values():
+        jax.block_until_ready(call())
+    for _ in range(repeats):
+        for k, call in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            seconds[k].append(time.perf_counter() - start)
+    ms = {k: 1e3 * statistics.median(v) for k, v in seconds.items()}
+    return {"split_area": area, "split_repeats": repeats, "model_ms": ms["model"], "iteration_ms": ms["iteration"],
+            "machinery_ms": ms["machinery"], "machinery_to_model": ms["machinery"] / ms["model"],
+            "iteration_minus_model_to_model": (ms["iteration"] - ms["model"]) / ms["model"]}
+
+
 def run() -> dict:
     """Times both implementations (and/or analyses the compiled iteration); returns the measurements."""
     import jax
@@ -167,7 +209,7 @@ def run() -> dict:
     from vjx.torch_reference.perturbation import extremal_loop
 
     method = methods.get(_METHOD.value)
-    if not method.extremal and _METHOD.value not in PATH_METHODS:
+    if not method.extremal and method.name not in PATH_METHODS:
         raise ArgumentError("method", f"{_METHOD.value!r} is not timed here; choose one of "
                             f"{', '.join(methods.extremal_names() + PATH_METHODS)}")
     n = _NUM_ITER.value or (3 if method.extremal else 25)
@@ -181,11 +223,11 @@ def run() -> dict:
     x = model_input(spec, video)[None]
     torch_model, model = twin_models(spec.name)
     target = int(np.argmax(np.asarray(model(x))))
-    result = {"arch": spec.name, "method": _METHOD.value, "input": "x".join(map(str, x.shape)),
+    result = {"arch": spec.name, "method": method.name, "input": "x".join(map(str, x.shape)),
               "device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
               "jax": jax.__version__, "torch": torch.__version__}
     if not method.extremal:
-        return {**result, **time_path_method(_METHOD.value, model, torch_model, x, target, n, _PATH_BATCH.value)}
+        return {**result, **time_path_method(method.name, model, torch_model, x, target, n, _PATH_BATCH.value)}
     config = ExtremalConfig(areas=areas, schedule="original", num_iter=n, sigma=spec.ep_sigma,
                             area_batch=_AREA_BATCH.value, iterations_per_call=_PER_CALL.value)
     targets = np.array([target], np.int32)
@@ -193,6 +235,9 @@ def run() -> dict:
     if _COST.value or _COST_ONLY.value:
         result.update(cost_analysis(method, model, x, targets, config))
     if _COST_ONLY.value:
+        return result
+    if _SPLIT.value:
+        result.update(iteration_split(method, model, x, targets, config, max(n, 3)))
         return result
 
     stamps: list[float] = []
@@ -214,7 +259,7 @@ def run() -> dict:
         torch_model = torch_model.to(device)
         video_t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).to(device)
         start = time.perf_counter()
-        extremal_loop(torch_model, video_t, target, areas, method=_TORCH_METHOD[_METHOD.value], num_iter=n,
+        extremal_loop(torch_model, video_t, target, areas, method=method.name, num_iter=n,
                       sigma=spec.ep_sigma)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -248,6 +293,12 @@ def main(argv: list[str]) -> None:
               f"{result['iteration_bytes'] / 1e9:.1f} GB "
               f"accessed (machinery {100 * result['machinery_to_model_bytes']:.1f}% of the model's), "
               f"peak memory {result['peak_memory_gib']:.1f} GiB")
+    if "model_ms" in result:
+        print(f"  one area-iteration (area {result['split_area']}, median of {result['split_repeats']}): "
+              f"model forward + input gradient {result['model_ms']:.0f} ms   whole iteration "
+              f"{result['iteration_ms']:.0f} ms (+{100 * result['iteration_minus_model_to_model']:.0f}% of the "
+              f"model)   mask machinery alone {result['machinery_ms']:.0f} ms "
+              f"({100 * result['machinery_to_model']:.0f}% of the model)")
     if "vjx_per_iter_ms" in result:
         print(f"  vjx   {result['vjx_per_iter_ms']:9.1f} ms/iteration (all areas; first call with compilation "
               f"{result['vjx_first_call_s']:.1f} s, second call {result['vjx_s']:.1f} s)")

@@ -26,11 +26,12 @@ import numpy as np
 from absl import flags
 
 from experiments import _cli
+from vjx.attribution import registry
 
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of clips (frame folders or video files).")
 _VIDEO = flags.DEFINE_list("video", None, "Clip(s) to add (default: the bundled clip).")
 _SIZE = flags.DEFINE_integer("size", 112, "Input side: 112 (frames resized to 128, centre crop) or 224 (the spec's).")
-_METHODS = flags.DEFINE_list("methods", ["step", "3d_ep"], "step, 3d_ep and/or 2d_ep.")
+_METHODS = flags.DEFINE_list("methods", ["step", "ep3d"], f"Extremal methods, of: {registry.describe(registry.MASKS)}.")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.05", "0.1", "0.2"], "Area ratios.")
 _SCHEDULES = flags.DEFINE_list("schedules", ["original", "fast"], "Schedules to compare (the first is the reference).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "convergence", "Where runs, report.md and convergence.png go.")
@@ -174,8 +175,8 @@ def main(argv: list[str]) -> None:
     from vjx.pipeline.files import OutputWriter, json_bytes
 
     for method in _METHODS.value:
-        if method not in methods.extremal_names():
-            raise VjxError(f"--methods: {method!r} is not one of {', '.join(methods.extremal_names())}")
+        if methods.get(method).name not in methods.extremal_names():
+            raise VjxError(f"--methods: {method!r} is not one of {registry.describe(registry.MASKS)}")
     for schedule in _SCHEDULES.value:
         if schedule not in extremal.SCHEDULES:
             raise VjxError(f"--schedules: {schedule!r} is not one of {', '.join(extremal.SCHEDULES)}")
@@ -216,4 +217,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, {"method": "--methods"})

@@ -24,6 +24,8 @@ _LAYOUT = flags.DEFINE_string("layout", None, "Torch reference state-dict layout
 _VIDEOS_DIR = flags.DEFINE_string("videos_dir", None, "Folder of frame folders / video files.")
 _VIDEO = flags.DEFINE_string("video", None, "One video (default: the bundled Big Buck Bunny clip).")
 _MAX_VIDEOS = flags.DEFINE_integer("max_videos", 2, "Use at most this many videos of --videos_dir.")
+_INPUT_SIZE = flags.DEFINE_integer("input_size", None, "Square input crops of this many pixels instead of the "
+                                   "model's (smaller is faster; the comparison holds at any size).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights.")
 _TOPK = flags.DEFINE_integer("topk", 5, "k of the top-k agreement.")
 _TOL_LOGITS = flags.DEFINE_float("tol_logits", 1e-4, "Max |logit diff| / max(1, max |logit|).")
@@ -52,6 +54,7 @@ def measure() -> dict:
     from vjx.model import Model
     from vjx.models.registry import get_spec
     from vjx.pipeline.inputs import model_input
+    from vjx.pipeline.request import MIN_INPUT_SIZE
     from vjx.torch_reference import build_torch_model
     from vjx.torch_reference.backprop import grad_cam as torch_grad_cam
     from vjx.torch_reference.parity import compare_models, twin_models
@@ -59,6 +62,10 @@ def measure() -> dict:
 
     jax.config.update("jax_default_matmul_precision", "highest")
     spec = get_spec(_ARCH.value)
+    if _INPUT_SIZE.value is not None:
+        if _INPUT_SIZE.value < MIN_INPUT_SIZE:
+            raise VjxError(f"--input_size must be at least {MIN_INPUT_SIZE} pixels, got {_INPUT_SIZE.value}")
+        spec = spec.at_size(_INPUT_SIZE.value, spec.ep_sigma)
     if _VIDEO.value and _VIDEOS_DIR.value:
         raise VjxError("pass --video or --videos_dir, not both")
     paths = (data.list_videos(_VIDEOS_DIR.value)[:_MAX_VIDEOS.value] if _VIDEOS_DIR.value

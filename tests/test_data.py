@@ -181,6 +181,16 @@ def test_corrupt_and_truncated_mp4(tmp_path):
         read_video(truncated)
 
 
+
+def test_an_empty_file_is_called_empty(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    with pytest.raises(VjxError, match=r"clip.mp4' is an empty file \(0 bytes\)"):
+        read_video(tmp_path / "clip.mp4")
+    folder = _write_frames(tmp_path / "frames", _random_frames(2))
+    (folder / "000000003.png").write_bytes(b"")
+    with pytest.raises(VjxError, match=r"000000003.png' is an empty file"):
+        read_video(folder)
+
 def test_mixed_frame_sizes(tmp_path):
     folder = _write_frames(tmp_path / "mixed", _random_frames(2))
     Image.fromarray(_random_frames(1, 24, 30)[0]).save(folder / "000000003.png")
@@ -321,7 +331,7 @@ def test_label_errors(tmp_path, monkeypatch):
     with pytest.raises(VjxError, match="unknown label set 'kinetics600'.*kinetics400"):
         load_labels("kinetics600")
     with pytest.raises(VjxError, match="unknown label set"):
-        label_set_size("ucf101")
+        label_set_size("ucf50")
     with pytest.raises(VjxError, match=r"kinetics/classes.json.*not found in labels_dir.*put the original "
                                        r"toolkit's file at .*pass labels_dir=None"):
         load_labels("kinetics400", tmp_path)

@@ -28,7 +28,7 @@ from vjx.pipeline.scores import score_batch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 AREAS = (0.1, 0.3)
-METHODS = ("grad", "grad_cam", "3d_ep")
+METHODS = ("gradient", "grad_cam", "ep3d")
 # The planted evidence (tests/planted.py): frames 2-5, rows 10-21, columns 8-19.
 TRUTH = "video,kind,start,stop,x0,y0,x1,y1\nclass_1-a,segment,2,6\nclass_1-a,box,2,6,8,10,19,21\n"
 TIMINGS = ("attribution_s", "scoring_s")
@@ -88,15 +88,15 @@ def test_rows_cover_every_method_case_and_area(evaluated):
             row = by[method, name, 0.3]
             assert row["kind"] == "clip" and 0 <= row["deletion_auc"] <= 1 and 0 <= row["insertion_auc"] <= 1
     for name in names:
-        assert by["grad", name, 0.1]["target"] == by["grad", name, 0.3]["target"]
-    assert by["3d_ep", "class_1-a", 0.1]["mask_area"] != by["3d_ep", "class_1-a", 0.3]["mask_area"]
-    assert "mask_area" not in by["grad", "class_1-a", 0.1]
+        assert by["gradient", name, 0.1]["target"] == by["gradient", name, 0.3]["target"]
+    assert by["ep3d", "class_1-a", 0.1]["mask_area"] != by["ep3d", "class_1-a", 0.3]["mask_area"]
+    assert "mask_area" not in by["gradient", "class_1-a", 0.1]
     for name in names:                   # the extremal method's own per-area numbers, its hard mask's included
-        row = by["3d_ep", name, 0.3]
+        row = by["ep3d", name, 0.3]
         assert row["converged"] in (0.0, 1.0) and 0 <= row["undecided"] <= 1
         assert 0 <= row["hard_preserved_probability"] <= 1 and 0 <= row["preserved_probability"] <= 1
     # The planted evidence is the annotated box in the annotated frames: gradients find both.
-    for method in ("grad", "grad_cam"):
+    for method in ("gradient", "grad_cam"):
         assert by[method, "class_1-a", 0.1]["spatial_pointing"] == 1.0
         assert by[method, "class_1-a", 0.1]["temporal_pointing"] == 1.0
         one, other = by[method, "class_1-a", 0.1], by[method, "class_1-a", 0.3]
@@ -107,7 +107,7 @@ def test_rows_cover_every_method_case_and_area(evaluated):
 
 def test_scores_are_the_metrics_of_the_unclipped_maps(planted, clips, evaluated):
     result, _ = evaluated
-    row = next(r for r in result.rows if (r["method"], r["case"], r["area"]) == ("grad", "class_1-a", 0.1))
+    row = next(r for r in result.rows if (r["method"], r["case"], r["area"]) == ("gradient", "class_1-a", 0.1))
     video, x = cases.load(cases.clip_cases(clips[:1], PLANTED_SPEC)[0], PLANTED_SPEC)
     maps = attribution.gradient(planted, x[None], np.array([TARGET]), attribution.GradientConfig(normalize=False)).maps
     deletion = metrics.deletion_curve(planted, x[None], np.array([TARGET]), maps, steps=4)
@@ -123,12 +123,19 @@ def test_extremal_masks_keep_their_own_hard_mask_probability(planted, clips, mon
     case = cases.clip_cases(clips[:1], PLANTED_SPEC)[0]
     _, x = cases.load(case, PLANTED_SPEC)
     masks = np.random.default_rng(0).random((2, 8, 32, 32), dtype=np.float32)
-    explanation = Explanation(maps=masks, row_names=("area 0.1", "area 0.3"))
+    own = ({"area": 0.1, "preserved_probability": 0.0, "hard_preserved_probability": 0.0},
+           {"area": 0.3, "preserved_probability": 1.0, "hard_preserved_probability": 0.9})
+    explanation = Explanation(maps=masks, row_names=("area 0.1", "area 0.3"), areas=own,
+                              numbers={"extremal_area": 0.3})
     calls = []
     monkeypatch.setattr(metrics, "preserved_probability", lambda *a, **k: calls.append(1))
     scores = score_batch(planted.apply_fn, planted.variables, x[None], np.array([TARGET]), [case], [explanation],
                          AREAS, extremal=True, curve_steps=2)
     assert not calls and all("hard_preserved_probability" not in area for area in scores[0])
+    # Its own soft masks' probabilities give the confidence change, its Eq. 3 area the minimum ratio.
+    assert [area["average_drop"] for area in scores[0]] == [1.0, 0.0]
+    assert [area["confidence_increase"] for area in scores[0]] == [0.0, 1.0]
+    assert [area["minimum_preservation_ratio"] for area in scores[0]] == [0.3, 0.3]
     assert scores[0][0]["deletion_auc"] != scores[0][1]["deletion_auc"]          # area j is scored on row j
 
 
@@ -136,21 +143,29 @@ def test_the_table_is_mean_and_std_over_cases(evaluated):
     result, out = evaluated
     stored = json.loads((out / "table.json").read_text())
     assert stored["table"] == json.loads(json.dumps(result.table))
-    assert stored["cases"] == {"clips": 3, "pairs": 8} and stored["settings"]["3d_ep"]["num_iter"] == 2
+    assert stored["cases"] == {"clips": 3, "pairs": 8, "spatial_pairs": 0}
+    assert stored["settings"]["ep3d"]["num_iter"] == 2
     assert [(line["method"], line["area"]) for line in result.table] == [(m, a) for m in METHODS for a in AREAS]
     for line in result.table:
         members = [r for r in result.rows if (r["method"], r["area"]) == (line["method"], line["area"])]
         for name in ("deletion_auc", "temporal_pointing", "hard_preserved_probability"):
             values = [r[name] for r in members if name in r]
-            assert line["metrics"][name] == pytest.approx({"mean": np.mean(values), "std": np.std(values),
-                                                           "n": len(values)})
+            stats = line["metrics"][name]
+            assert {k: stats[k] for k in ("mean", "std", "n")} == pytest.approx(
+                {"mean": np.mean(values), "std": np.std(values), "n": len(values)})
+            assert min(values) <= stats["low"] <= stats["mean"] <= stats["high"] <= max(values)
     assert result.table[0]["metrics"]["temporal_pointing"]["n"] == 9     # 8 joined pairs + the annotated clip
     markdown = (out / "table.md").read_text().splitlines()
-    assert markdown[0].startswith("| method | area | spatial pointing ↑ (n=1) | temporal pointing ↑ (n=9) | "
-                                  "deletion auc ↓ (n=3) |")
-    assert len(markdown) == 2 + len(METHODS) * len(AREAS) and markdown[2].startswith("| grad | 0.1 | 1.000 ± 0.000 |")
+    assert markdown[0] == "## All cases"
+    assert markdown[2].startswith("| method | area | spatial pointing ↑ (n=1) | energy pointing ↑ (n=1) | "
+                                  "temporal pointing ↑ (n=9) | deletion auc ↓ (n=3) |")
+    assert markdown[4].startswith("| gradient | 0.1 | 1.000 [1.000, 1.000] |")
+    assert "## Ordering (all cases): is the best method better than the runner-up?" in markdown
+    assert [(e["metric"], e["area"]) for e in stored["ordering"]][:2] == [("spatial_pointing", 0.1),
+                                                                          ("spatial_pointing", 0.3)]
     header = (out / "table.csv").read_text().splitlines()[0]
-    assert header.startswith("method,area,spatial_pointing_mean,spatial_pointing_std,spatial_pointing_n,")
+    assert header.startswith("method,area,spatial_pointing_mean,spatial_pointing_std,spatial_pointing_n,"
+                             "spatial_pointing_low,spatial_pointing_high,")
     assert len((out / "rows.csv").read_text().splitlines()) == 1 + len(result.rows)
 
 
@@ -166,10 +181,10 @@ def test_a_rerun_resumes_merges_and_refuses_other_settings(planted, clips, truth
     assert not calls and "0 method x case runs to do, 33 already done" in capsys.readouterr().out
     assert again.rows == result.rows and again.table == result.table
 
-    (copy / "rows" / "3d_ep" / "class_2-c.json").unlink()
+    (copy / "rows" / "ep3d" / "class_2-c.json").unlink()
     merged = evaluate.run(evaluation(clips, copy, truth_file), model=planted, merge_only=True)
-    assert not calls and merged.missing == ["3d_ep/class_2-c"] and len(merged.rows) == len(result.rows) - 2
-    assert json.loads((copy / "table.json").read_text())["missing"] == ["3d_ep/class_2-c"]
+    assert not calls and merged.missing == ["ep3d/class_2-c"] and len(merged.rows) == len(result.rows) - 2
+    assert json.loads((copy / "table.json").read_text())["missing"] == ["ep3d/class_2-c"]
     resumed = evaluate.run(evaluation(clips, copy, truth_file), model=planted)
     assert len(calls) == 1 and not resumed.missing
     assert [r["case"] for r in resumed.rows] == [r["case"] for r in result.rows]
@@ -256,7 +271,7 @@ def test_a_bad_annotation_file_names_its_line_and_writes_nothing(case, planted, 
 
 @pytest.mark.parametrize("overrides, argument", [
     (dict(methods=()), "methods"), (dict(methods=("grad", "grad")), "methods"), (dict(methods=("lime",)), "method"),
-    (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"),
+    (dict(curve_steps=-1), "curve_steps"), (dict(tolerance=-1.0), "tolerance"), (dict(spatial_gap=-2), "spatial_gap"),
 ])
 def test_bad_settings_name_their_argument(overrides, argument, planted, clips, tmp_path):
     with pytest.raises(ArgumentError) as caught:
@@ -269,14 +284,31 @@ def test_the_table_of_hand_rows():
             {"method": "grad*input", "area": 0.1, "case": "b", "deletion_auc": 0.4, "temporal_pointing": None},
             {"method": "step", "area": 0.1, "case": "a", "deletion_auc": float("nan"), "converged": True}]
     lines = table.summarise(rows)
-    assert lines[0]["metrics"] == {"temporal_pointing": {"mean": 1.0, "std": 0.0, "n": 1},
-                                   "deletion_auc": {"mean": pytest.approx(0.3), "std": pytest.approx(0.1), "n": 2}}
-    assert lines[1]["metrics"] == {"converged": {"mean": 1.0, "std": 0.0, "n": 1}}
+    assert lines[0]["metrics"] == {"temporal_pointing": {"mean": 1.0, "std": 0.0, "n": 1, "low": 1.0, "high": 1.0},
+                                   "deletion_auc": {"mean": pytest.approx(0.3), "std": pytest.approx(0.1), "n": 2,
+                                                    "low": 0.2, "high": 0.4}}
+    assert lines[1]["metrics"] == {"converged": {"mean": 1.0, "std": 0.0, "n": 1, "low": 1.0, "high": 1.0}}
     markdown = table.table_markdown(lines).splitlines()
     assert markdown[0] == "| method | area | temporal pointing ↑ (n=1) | deletion auc ↓ (n=2) | converged (n=1) |"
-    assert markdown[2] == "| grad\\*input | 0.1 | 1.000 ± 0.000 | 0.300 ± 0.100 | – |"
-    lines[1]["metrics"]["deletion_auc"] = {"mean": 0.5, "std": 0.0, "n": 1}            # counts differ: per cell
-    assert table.table_markdown(lines).splitlines()[3] == "| step | 0.1 | – | 0.500 ± 0.000 (n=1) | 1.000 ± 0.000 |"
+    assert markdown[2] == "| grad\\*input | 0.1 | 1.000 [1.000, 1.000] | 0.300 [0.200, 0.400] | – |"
+    lines[1]["metrics"]["deletion_auc"] = {"mean": 0.5, "std": 0.0, "n": 1, "low": 0.5, "high": 0.5}
+    assert table.table_markdown(lines).splitlines()[3] == (                            # counts differ: per cell
+        "| step | 0.1 | – | 0.500 [0.500, 0.500] (n=1) | 1.000 [1.000, 1.000] |")
+
+
+def test_the_ordering_of_hand_rows():
+    """Three cases rank grad over step on deletion (lower is better) every time: alpha 1, a clear gap."""
+    rows = [{"method": m, "area": 0.1, "case": c, "deletion_auc": auc + (0.1 if m == "step" else 0.0),
+             "target_rank": rank} for c, auc, rank in (("a", 0.2, 1), ("b", 0.5, 7), ("c", 0.3, 2))
+            for m in ("step", "grad")]
+    (entry,) = table.ordering(rows)
+    assert (entry["metric"], entry["best"], entry["runner_up"], entry["cases"]) == ("deletion_auc", "grad", "step", 3)
+    assert entry["alpha"] == 1.0
+    assert entry["versus"]["step"] == pytest.approx({"mean": -0.1, "low": -0.1, "high": -0.1, "flipped": 0.0, "n": 3})
+    assert [r["case"] for r in table.recognised(rows)] == ["a", "a", "c", "c"]
+    report = table.report_markdown(rows)
+    assert "## Cases whose class is in the model's top 5 (2 of 3)" in report
+    assert "| deletion auc | 0.1 | 3 | grad | step | -0.100 [-0.100, -0.100] | 0.000 | 1.00 |" in report
 
 
 def test_a_process_takes_every_nth_item(monkeypatch):
@@ -355,4 +387,61 @@ def test_two_processes_share_the_videos_and_merge_one_table(planted, clips, tmp_
                 else:
                     assert one[key] == other[key], key
     table_md = (tmp_path / "evaluate" / "table.md").read_text()
-    assert table_md.count("\n") == 4 and (tmp_path / "sweep" / "results.csv").is_file()
+    all_cases = table_md.split("\n\n")[1]                                 # header, rule, one line per method
+    assert all_cases.count("\n") == 3 and (tmp_path / "sweep" / "results.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def side_clips(tmp_path_factory):
+    """Two planted clips of 8 frames (the model's T) with different labels."""
+    root = tmp_path_factory.mktemp("sides")
+    return tuple(write_planted_frames(root / name, 8) for name in ("class_1-a", "class_2-d"))
+
+
+def test_spatial_pairs_are_two_clips_side_by_side(side_clips, clips):
+    sides = cases.spatial_cases(side_clips, PLANTED_SPEC, ("class 0", "class 1", "class 2"))
+    assert [(c.name, c.kind, c.target) for c in sides] == [
+        ("class_1-a+class_2-d@left", "spatial", 1), ("class_1-a+class_2-d@right", "spatial", 2),
+        ("class_2-d+class_1-a@left", "spatial", 2), ("class_2-d+class_1-a@right", "spatial", 1)]
+    np.testing.assert_array_equal(sides[0].truth.boxes[:, 0], np.tile([0, 0, 31, 31], (8, 1)))
+    np.testing.assert_array_equal(sides[1].truth.boxes[:, 0], np.tile([32, 0, 63, 31], (8, 1)))
+    assert sides[0].truth.annotated.all() and sides[0].truth.segment is None
+    video, x = cases.load(sides[0], PLANTED_SPEC)
+    _, left = cases.load(cases.clip_cases(side_clips[:1], PLANTED_SPEC)[0], PLANTED_SPEC)
+    _, right = cases.load(cases.clip_cases(side_clips[1:], PLANTED_SPEC)[0], PLANTED_SPEC)
+    np.testing.assert_array_equal(x, np.concatenate([left, right], axis=2))
+    assert x.shape == (8, 32, 64, 3) and video.frames.shape == (8, 32, 64, 3)
+    gapped = cases.spatial_cases(side_clips, PLANTED_SPEC, ("class 0", "class 1", "class 2"), gap=4)
+    np.testing.assert_array_equal(gapped[1].truth.boxes[0, 0], [36, 0, 67, 31])
+    _, x = cases.load(gapped[0], PLANTED_SPEC)
+    np.testing.assert_array_equal(x, np.concatenate([left, np.zeros((8, 32, 4, 3)), right], axis=2))
+    with pytest.raises(ArgumentError, match="'class_2-c' .* has 6 frames; this test needs 8") as caught:
+        cases.spatial_cases((side_clips[0], clips[2]), PLANTED_SPEC, ("class 0", "class 1", "class 2"))
+    assert caught.value.argument == "spatial_pairs"
+
+
+def test_spatial_pairs_on_the_planted_model_find_the_true_half(planted, side_clips, tmp_path):
+    """The planted evidence lies in the left half: explaining class 1 there is a hit with all the mass
+    inside; explaining it on the right (where the model does not look) is a miss with none."""
+    request = pipeline.Request(videos=(), areas=(0.1,), num_iter=2, output_dir=str(tmp_path / "out"), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate.run(evaluate.Evaluation(request=request, methods=("gradient", "grad_cam", "ep3d"),
+                                                  spatial_pairs=side_clips, curve_steps=0), model=planted)
+    by = {(r["method"], r["case"]): r for r in result.rows}
+    hit, miss = by["gradient", "class_1-a+class_2-d@left"], by["gradient", "class_2-d+class_1-a@right"]
+    assert (hit["half_pointing"], hit["half_energy"]) == (1.0, 1.0)
+    assert (miss["half_pointing"], miss["half_energy"]) == (0.0, 0.0)
+    assert hit["target_rank"] == 1 and "spatial_pointing" not in hit and "temporal_pointing" not in hit
+    flat = by["gradient", "class_1-a+class_2-d@right"]          # class 2's logit is constant: a zero map, chance
+    assert (flat["half_pointing"], flat["half_energy"]) == (0.5, None) and flat["target_rank"] == 2
+    # Grad-CAM weighs the redness layer by one weight per frame: it lights both halves' red blocks alike
+    # (not class-discriminative here), so its maximum is a tie and half its mass is on the wrong side.
+    for case in ("class_1-a+class_2-d@left", "class_2-d+class_1-a@right"):
+        assert (by["grad_cam", case]["half_pointing"], by["grad_cam", case]["half_energy"]) == (0.5, 0.5)
+    for row in result.rows:                       # every method, every side: the numbers the table needs
+        assert 0 <= row["half_pointing"] <= 1 and 0 <= row["average_drop"] <= 1
+        assert row["target_rank"] in (1.0, 2.0, 3.0) and 0 < row["target_probability"] < 1
+    stored = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert stored["cases"] == {"clips": 0, "pairs": 0, "spatial_pairs": 4}
+    assert {e["metric"] for e in stored["ordering"]} >= {"half_pointing", "half_energy"}

@@ -57,12 +57,13 @@ def test_explain_end_to_end(videos, tmp_path, shared_data):
     (videos / clip.name).symlink_to(clip)                    # a real clip next to the synthetic ones
     out = tmp_path / "out" / "nested"
     try:
-        result = run_script("explain", "--videos_dir", videos, "--model", "r3d", "--vis_method", "grad",
-                            "--perturb_area", "0.05,0.2", "--batch_size", 3, "--output_dir", out)
+        result = run_script("explain", "--videos_dir", videos, "--model", "r3d", "--random_weights", "--vis_method",
+                            "grad", "--perturb_area", "0.05,0.2", "--batch_size", 3, "--input_size", 32, "--output_dir", out)
     finally:
         (videos / clip.name).unlink()
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "RANDOM weights" in result.stderr
+    assert "RANDOM weights (seed 0), as asked: an untrained network" in result.stdout.splitlines()[0]
+    assert "explaining 'abseiling' (the class in its file name), p = " in result.stdout
     assert "notaclass" in result.stderr and "explaining the prediction" in result.stderr
     assert "repeated frames" in result.stderr
     assert str(out.resolve()) in result.stdout
@@ -79,11 +80,11 @@ def test_explain_end_to_end(videos, tmp_path, shared_data):
         probs = [p["probability"] for p in entry["predictions"]]
         assert probs == sorted(probs, reverse=True)
         maps = np.load(out / f"{entry['video']}.npz")
-        assert maps["maps"].shape == (1, 16, 112, 112) and maps["frames"].shape == (16, 112, 112, 3)
+        assert maps["maps"].shape == (1, 16, 32, 32) and maps["frames"].shape == (16, 32, 32, 3)
         assert 0 <= maps["maps"].min() and maps["maps"].max() <= 1
         assert iio.imread(out / f"{entry['video']}.png").shape[0] > 200
         gif = iio.imread(out / f"{entry['video']}.gif", index=None)
-        assert gif.shape[1:3] == (112, 224)
+        assert gif.shape[1:3] == (32, 64)                                # the model's input size, side by side
         # Pillow merges identical consecutive frames (the short clip's repeats) into longer ones
         assert len(gif) == 16 if entry["video"] != "notaclass-clip2" else 8 <= len(gif) <= 16
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
@@ -96,11 +97,11 @@ def test_sweep_flags_match_the_library_and_resume(videos, tmp_path):
     from vjx.pipeline import sweep
 
     out = tmp_path / "sweep"
-    args = ("--videos_dir", videos, "--model", "r3d", "--vis_method", "3d_ep", "--num_iter", 1,
+    args = ("--videos_dir", videos, "--model", "r3d", "--random_weights", "--vis_method", "3d_ep", "--num_iter", 1,
             "--perturb_area", "0.1,0.3", "--output_dir", out)
     names = ["abseiling-clip1", "notaclass-clip2"]
     resolved = pipeline.resolve(pipeline.Request(videos=tuple(str(videos / n) for n in names), model="r3d",
-                                                 method="3d_ep", areas=(0.1, 0.3), num_iter=1))
+                                                 method="3d_ep", areas=(0.1, 0.3), num_iter=1, random_weights=True))
     (out / "videos").mkdir(parents=True)
     planted = {name: [{"video": name, "area": area, "preserved_probability": 0.5} for area in (0.1, 0.3)]
                for name in names}
@@ -119,7 +120,8 @@ def test_sweep_flags_match_the_library_and_resume(videos, tmp_path):
 def test_parity_end_to_end(videos, tmp_path):
     pytest.importorskip("torch")
     report = tmp_path / "parity.json"
-    result = run_script("parity", "--arch", "r3d", "--videos_dir", videos, "--max_videos", 1, "--json", report)
+    result = run_script("parity", "--arch", "r3d", "--videos_dir", videos, "--max_videos", 1, "--input_size", 32,
+                        "--json", report)
     assert result.returncode == 0, result.stderr[-3000:]
     measured = json.loads(report.read_text())
     assert measured["pass"] and measured["relative_logit_diff"] < 1e-5
@@ -146,20 +148,23 @@ def corrupt_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("corrupt")
     write_frames(root / "abseiling-ok", 16)
     (root / "abseiling-ok" / "00003.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    (root / "empty.mp4").write_bytes(b"")
     return root
 
 
 # The CLI contract on a few cases (the library's errors for every argument: tests/test_pipeline.py):
-# a flag error, a library ArgumentError renamed to its flag, and a deep library error.
+# a flag error, a library ArgumentError renamed to its flag, and a deep library error. Each case is a
+# process start (~5-15 s on 2 cores), so renamings are tested once, not per argument.
 BAD_EXPLAIN = {
     "corrupt image": (["--videos_dir", "{corrupt}"], "00003.png"),
     "unknown method": (["--vis_method", "lime"], "--vis_method 'lime'"),
+    "no RISE masks": (["--vis_method", "rise", "--num_masks", "0"], "--num_masks must be a whole number"),
     "area above 1": (["--perturb_area", "0.1,1.5"], "--perturb_area 1.5"),
     "area not a number": (["--perturb_area", "big"], "--perturb_area"),
-    "unknown schedule": (["--schedule", "slow"], "--schedule 'slow'"),
-    "zero iterations": (["--num_iter", "0"], "--num_iter must be at least 1"),
     "unknown flag": (["--areas", "0.1"], "areas"),
     "stray argument": (["oops"], "oops"),
+    "target checked before loading": (["--target", "cricket"], "--target 'cricket' is not a class name"),
+    "empty video file": (["--video", "{corrupt}/empty.mp4"], "empty.mp4' is an empty file"),
 }
 
 
@@ -176,6 +181,11 @@ def test_sweep_and_parity_bad_input(tmp_path):
     out = tmp_path / "sweep"
     assert_usage_error(run_script("sweep", "--output_dir", out), "--videos_dir", out)
     assert_usage_error(run_script("sweep", "--videos_dir", tmp_path, "--output_dir", out), "holds no frame", out)
+    (tmp_path / "abseiling-a").mkdir()
+    write_frames(tmp_path / "abseiling-a" / "frames", 2)
+    no_weights = run_script("sweep", "--videos_dir", tmp_path / "abseiling-a", "--model", "r3d", "--output_dir", out)
+    assert_usage_error(no_weights, "--checkpoint is needed: r3d_18 on kinetics400 has no weights", out)
+    assert "or --random_weights to explain an untrained network" in no_weights.stderr
     assert_usage_error(run_script("parity", "--arch", "r9d"), "r9d")
 
 
@@ -192,21 +202,22 @@ def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     out = tmp_path / "evaluate"
     truth = tmp_path / "truth.csv"
     truth.write_text("video,kind,start,stop,x0,y0,x1,y1\nabseiling-x,segment,0,8\nabseiling-x,box,0,16,5,5,30,30\n")
-    args = ("--videos_dir", labelled, "--temporal_pairs", labelled, "--annotations", truth, "--model", "r3d",
-            "--methods", "grad", "--curve_steps", 1, "--batch_size", 6, "--input_size", 32, "--output_dir", out)
+    args = ("--videos_dir", labelled, "--temporal_pairs", labelled, "--spatial_pairs", labelled, "--annotations", truth,
+            "--model", "r3d", "--random_weights", "--methods", "grad", "--curve_steps", 1, "--batch_size", 6,
+            "--input_size", 32, "--output_dir", out)
     result = run_script("evaluate", *args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 cases" not in result.stdout and "6 cases (4 joined pairs) x 1 methods x 1 areas" in result.stdout
-    assert "| grad | 0.1 |" in result.stdout and "6 rows in" in result.stdout
+    assert "10 cases (4 joined pairs, 4 spatial pairs) x 1 methods x 1 areas" in result.stdout
+    assert "| gradient | 0.1 |" in result.stdout and "10 rows in" in result.stdout
     stored = json.loads((out / "table.json").read_text())
-    assert stored["cases"] == {"clips": 2, "pairs": 4} and stored["flags"]["curve_steps"] == 1
-    assert stored["settings"]["grad"]["input_size"] == 32                  # r3d at 32 px, not its 112
+    assert stored["cases"] == {"clips": 2, "pairs": 4, "spatial_pairs": 4} and stored["flags"]["curve_steps"] == 1
+    assert stored["settings"]["gradient"]["input_size"] == 32                  # r3d at 32 px, not its 112
     line = stored["table"][0]
-    assert (line["method"], line["area"]) == ("grad", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
+    assert (line["method"], line["area"]) == ("gradient", 0.1) and line["metrics"]["temporal_pointing"]["n"] == 5
     assert line["metrics"]["spatial_pointing"]["n"] == 1 and line["metrics"]["deletion_auc"]["n"] == 2
     again = run_script("evaluate", *args)
-    assert again.returncode == 0 and "0 method x case runs to do, 6 already done" in again.stdout
-    assert "RANDOM weights" not in again.stderr                               # nothing to do: no model built
+    assert again.returncode == 0 and "0 method x case runs to do, 10 already done" in again.stdout
+    assert "with RANDOM weights" in again.stdout                              # the console says which weights
     other = run_script("evaluate", *args, "--seed", 1)
     assert_usage_error(other, "--output_dir")
     assert "another configuration" in other.stderr
@@ -228,15 +239,59 @@ def test_evaluate_bad_annotations(case, labelled, tmp_path):
     truth.write_text(f"video,kind,start,stop,x0,y0,x1,y1\n{row}\n")
     out = tmp_path / "out"
     result = run_script("evaluate", "--videos_dir", labelled, "--annotations", truth, "--model", "r3d",
-                        "--output_dir", out, timeout=300)
+                        "--random_weights", "--output_dir", out, timeout=300)
     assert_usage_error(result, what, out)
     assert str(truth) in result.stderr
 
 
 def test_evaluate_bad_flags(labelled, tmp_path):
     out = tmp_path / "out"
-    assert_usage_error(run_script("evaluate", "--model", "r3d", "--output_dir", out), "--videos_dir/--videos", out)
+    assert_usage_error(run_script("evaluate", "--model", "r3d", "--random_weights", "--output_dir", out),
+                       "--videos_dir/--videos", out)
     assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--methods", "grad,lime", "--output_dir", out),
                        "--methods 'lime'", out)
+    one_label = tmp_path / "one"
+    write_frames(one_label / "abseiling-a", 16, 2)
+    write_frames(one_label / "abseiling-b", 16, 3)
+    assert_usage_error(run_script("evaluate", "--spatial_pairs", one_label, "--model", "r3d", "--random_weights",
+                                  "--output_dir", out),
+                       "--spatial_pairs needs clips of at least two labels", out)
     assert_usage_error(run_script("evaluate", "--videos_dir", labelled, "--num_processes", 2, "--process_id", 5,
                                   "--coordinator_address", "localhost:1", "--output_dir", out), "--process_id 5", out)
+
+
+
+SCRIPTS = sorted((REPO / "experiments").glob("[!_]*.py")) + [REPO / "weight_conversion" / "convert.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.stem)
+def test_every_script_runs_through_the_shared_cli_contract(script):
+    """``_cli.run`` gives --help exit 0, flag errors one line and exit 2 (checked below on three scripts)."""
+    assert "_cli.run(main" in script.read_text()
+
+
+@pytest.mark.parametrize("script, names", [("explain", "all"), ("sweep", "extremal"), ("evaluate", "all")])
+def test_help_exits_0_and_lists_every_accepted_method(script, names):
+    from vjx.pipeline import methods
+    result = run_script(script, "--help", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    help_text = " ".join(result.stdout.split())
+    expected = methods.any_model_names() if names == "all" else methods.extremal_names()
+    assert all(name in help_text for name in expected), help_text
+
+
+def test_sigterm_rolls_back_like_ctrl_c(tmp_path):
+    """``timeout`` and batch schedulers stop a run with SIGTERM: it must leave no empty folder behind."""
+    import signal
+
+    from experiments import _cli
+    from vjx.pipeline.files import OutputWriter
+    previous = signal.signal(signal.SIGTERM, _cli._exit_on_sigterm)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with OutputWriter(tmp_path / "sweep_res") as writer:
+                writer.subdir("videos")
+                os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert list(tmp_path.iterdir()) == []

@@ -119,6 +119,35 @@ def test_schedules_fill_the_config_and_scale_with_length():
     assert (step.step_start, step.area_growth) == (101, extremal.SCHEDULES["original"].step_area_growth)
 
 
+@pytest.mark.parametrize("method", ["ep3d", "step"])
+def test_native_schedule_hard_mask_keeps_what_the_soft_mask_keeps(method):
+    """The native schedule (60 iterations from the gradient's top cells, straight-through hard mask in
+    the second half) reaches the area, finds the block, and its hard mask keeps >= 0.8x the target
+    probability its soft mask keeps."""
+    hp, wp = MaskGeometry(*BIG_SHAPE[1:], BIG_STEP, BIG_SIGMA).padded_shape
+    area = 0.9 * BIG_INSIDE.sum() / (BIG_SHAPE[0] * hp * wp)
+    r = getattr(extremal, method)(
+        _big_apply, planted_video(1, BIG_SHAPE, BIG_BLOCK), np.array([1]),
+        ExtremalConfig(areas=(area,), schedule="native", seed_spacing=BIG_STEP, sigma=BIG_SIGMA,
+                       reward_weight=1000.0), variables=planted_variables(GAIN))
+    assert r.history["reward"].shape == (1, 1, 60)
+    assert abs(float(r.mask_area[0, 0]) - area) <= 0.02
+    assert float(r.hard_probabilities[0, 0]) >= 0.8 * float(r.probabilities[0, 0])
+    masks = np.asarray(r.masks[0, 0])
+    assert (masks * BIG_INSIDE).sum() / masks.sum() >= 0.8
+
+
+def test_straight_through_forward_sees_the_hard_mask():
+    """From hard_from on, the probability the loop records is the hard mask's, not the soft one's."""
+    r = _run("ep3d", num_iter=2, areas=(0.05,), hard_from=0.5, evaluate_at=(1,))
+    soft = _run("ep3d", num_iter=2, areas=(0.05,), hard_from=1.0, evaluate_at=(1,))
+    recorded = float(r.history["probability"][0, 0, 1])
+    assert recorded == pytest.approx(float(r.snapshots[1].hard_probabilities[0, 0]), rel=1e-5)
+    assert float(soft.history["probability"][0, 0, 1]) == pytest.approx(
+        float(soft.snapshots[1].probabilities[0, 0]), rel=1e-5)
+    assert recorded != pytest.approx(float(r.snapshots[1].probabilities[0, 0]), rel=1e-3)
+
+
 def test_3d_ep_leaves_the_frames_without_evidence_empty(found):
     masks = np.asarray(found["ep3d"].masks[0, 0])
     assert masks[[0, 1, 2, 13, 14, 15]].max() < 0.05

@@ -106,11 +106,11 @@ def test_preservation_batches_areas_and_compiles_once():
     rng = np.random.default_rng(1)
     masks = rng.uniform(size=(2, 3, *INSIDE.shape)).astype(np.float32)
     together = _preserved(masks, perturbation="fade")
-    size = metrics._preserved_probability._cache_size()
+    size = metrics.preservation._preserved_probability._cache_size()
     for a in range(3):
         np.testing.assert_allclose(_preserved(masks[:, a], perturbation="fade"), together[:, a], rtol=1e-6)
     _preserved(masks[::-1].copy(), perturbation="fade")
-    assert metrics._preserved_probability._cache_size() == size + 1               # the 4-D shape only
+    assert metrics.preservation._preserved_probability._cache_size() == size + 1               # the 4-D shape only
 
 
 @pytest.mark.parametrize("masks, kwargs, match", [

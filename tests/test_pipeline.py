@@ -4,8 +4,11 @@ The planted model (tests/planted.py) is wrapped as a ``vjx.Model`` with a tiny s
 32 x 32), so a whole run compiles in seconds; one model object (conftest's ``planted``) serves every
 test, so each method compiles once per session.
 """
+import dataclasses
 import json
+import os
 import pathlib
+import stat
 import warnings
 
 import imageio.v3 as iio
@@ -13,8 +16,9 @@ import numpy as np
 import pytest
 
 from tests.planted import PLANTED_SPEC, TARGET, planted_video, write_planted_frames
-from vjx import attribution, data, pipeline
+from vjx import attribution, data, pipeline, prototypes
 from vjx.errors import ArgumentError, VjxError
+from vjx.attribution import registry
 from vjx.pipeline import methods
 from vjx.pipeline.runner import Runner
 from vjx.pipeline.targets import choose_target
@@ -61,8 +65,33 @@ def test_step_run_writes_every_output(step_run):
         assert iio.imread(out / f"{entry['video']}.png").shape[0] > 200
         gif = iio.imread(out / f"{entry['video']}_area0.05.gif", index=None)
         assert gif.shape[1:3] == (32, 64) and 5 <= len(gif) <= 8   # Pillow merges repeated frames
-        assert entry["files"] == [f"{entry['video']}{s}" for s in (".png", "_area0.05.gif", "_area0.2.gif", ".npz")]
+        assert entry["files"] == [f"{entry['video']}{s}" for s in (
+            ".png", "_area0.05.gif", "_area0.05.mp4", "_area0.2.gif", "_area0.2.mp4", ".npz")]
+        mp4 = iio.imread(out / f"{entry['video']}_area0.2.mp4", index=None, plugin="pyav")
+        assert mp4.shape == (8, 32, 64, 3)                                  # the model's input size, side by side
+        assert 0 < entry["clip_probability"] <= 1
+        for area in entry["areas"]:
+            assert len(area["frame_probabilities"]) == 8 and all(0 <= q <= 1 for q in area["frame_probabilities"])
+            assert area["hard_mask_loses_class"] == (area["hard_preserved_probability"]
+                                                     < 0.1 * entry["clip_probability"])
+        assert stored["frame_probabilities"].shape == (2, 8)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files left
+
+
+def test_the_console_says_what_runs_before_during_and_after(planted, planted_videos, tmp_path, capsys):
+    pipeline.explain(request(planted_videos, tmp_path / "out", progress=True), model=planted)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].startswith("Model: planted") and "the weights of the model passed in" in lines[0]
+    assert lines[1].startswith("Input: 8 frames of 32 x 32 px")
+    assert lines[2].startswith("Videos: 2") and lines[3].startswith("Method: STEP") and "2 iterations" in lines[3]
+    assert any(line.startswith("Loading planted ...") and line.endswith(" s") for line in lines)
+    assert any("abseiling-full: explaining" in line and "top-3:" in line for line in lines)
+    assert sum("kept by the top 5%: p = " in line and "of the clip's" in line for line in lines) == 2
+    extremal = [line for line in lines if "extremal area (smallest area whose converged top-a mask keeps p >=" in line]
+    assert len(extremal) == 2 and all(line.split(": ")[-1][:4] in ("none", "5%", "20%") or "%" in line
+                                      for line in extremal)
+    assert "(compiling ...)" in err and "compiling and the first step" in err
 
 
 def test_the_frames_shown_are_the_model_input(step_run):
@@ -77,7 +106,7 @@ def test_a_backprop_method_has_one_row_and_no_areas(planted, planted_videos, tmp
     assert entry["target"] == 2 and entry["target_source"] == "given"
     assert "areas" not in entry and "extremal_area" not in entry
     assert summary["config"]["polarity"] == "both"
-    assert entry["files"] == ["abseiling-full.png", "abseiling-full.gif", "abseiling-full.npz"]
+    assert entry["files"] == ["abseiling-full.png", "abseiling-full.gif", "abseiling-full.mp4", "abseiling-full.npz"]
     assert np.load(tmp_path / "abseiling-full.npz")["maps"].shape == (1, 8, 32, 32)
 
 
@@ -104,6 +133,23 @@ def test_a_failed_run_removes_what_it_wrote(planted, planted_videos, tmp_path, m
     assert [p.name for p in kept.iterdir()] == ["mine.txt"]
 
 
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_have_the_permissions_of_a_plain_open(tmp_path, umask):
+    """Atomic writes (mkstemp makes 0600 files) end with the mode open() gives under the umask."""
+    from vjx.pipeline.files import OutputWriter
+    previous = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "wb"):
+            pass
+        with OutputWriter(tmp_path / "out") as writer:
+            written = writer.write("result.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["result.json"]        # no temporary left
+
 def test_methods_report_progress_to_the_end(planted):
     for name, total in (("grad", 1), ("3d_ep", 2)):                   # 3d_ep: one report per iteration
         method = methods.get(name)
@@ -118,7 +164,8 @@ BAD_INPUT = {
     "missing video": (dict(videos=("{tmp}/nope",)), "nope"),
     "corrupt image": (dict(videos=("{corrupt}",)), "00003.png"),
     "corrupt video": (dict(videos=("{tmp}/bad.mp4",)), "bad.mp4"),
-    "i3d with epic": (dict(model="i3d", dataset="epic-kitchens-noun"), "only tsm"),
+    "i3d with epic": (dict(model="i3d", dataset="epic-kitchens-noun"), "has no head on i3d; use kinetics"),
+    "vgg16lstm with kinetics": (dict(model="vgg16lstm"), "has no head on vgg16lstm; use ucf101-24 or ucf101"),
     "unknown model": (dict(model="r4d"), "r4d"),
     "unknown method": (dict(method="lime"), "method 'lime'"),
     "unknown dataset": (dict(dataset="ucf"), "dataset 'ucf'"),
@@ -134,7 +181,20 @@ BAD_INPUT = {
     "missing checkpoint": (dict(model="r3d", checkpoint="{tmp}/none.pth"), "checkpoint"),
     "bad checkpoint": (dict(model="r3d", checkpoint="{tmp}/bad.pth"), "bad.pth"),
     "unknown target": (dict(target="klass 1"), "target 'klass 1'"),
+    "no weights": (dict(model="r3d"), "checkpoint is needed: r3d_18 on kinetics400 has no weights"),
+    "random and checkpoint": (dict(model="r3d", checkpoint="{tmp}/bad.pth", random_weights=True),
+                              "checkpoint and random_weights exclude each other"),
 }
+
+
+def test_a_target_name_is_checked_before_any_model_loads(planted_videos, tmp_path, monkeypatch):
+    def no_loading(resolved):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(pipeline.session, "load_model", no_loading)
+    with pytest.raises(ArgumentError, match="target 'cricket' is not a class name.*did you mean playing cricket"):
+        pipeline.explain(request(planted_videos, tmp_path / "out", model="i3d", target="cricket"))
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
@@ -160,11 +220,11 @@ def test_bad_input_names_the_argument_and_writes_nothing(case, planted, planted_
 
 def test_a_request_is_resolved_once_into_what_the_run_reads():
     resolved = pipeline.resolve(pipeline.Request(videos=("v",), model="tsm", dataset="epic-kitchens-verb",
-                                                 method="3d_ep", areas=(0.1,), num_iter=7))
+                                                 method="3d_ep", areas=(0.1,), num_iter=7, random_weights=True))
     assert resolved.spec.name == "tsm_resnet50" and resolved.spec.label_set == "epic-kitchens-verb"
     assert resolved.spec.num_classes == 125 and resolved.method is methods.get("3d_ep")
     assert resolved.config.areas == (0.1,) and resolved.config.num_iter == 7
-    by_schedule = pipeline.resolve(pipeline.Request(videos=("v",), model="r3d", method="step"))
+    by_schedule = pipeline.resolve(pipeline.Request(videos=("v",), model="r3d", method="step", random_weights=True))
     assert by_schedule.config.schedule == attribution.extremal.DEFAULT_SCHEDULE
     assert by_schedule.config.num_iter == attribution.extremal.SCHEDULES[by_schedule.config.schedule].num_iter
     assert resolved.config.sigma == resolved.spec.ep_sigma
@@ -183,17 +243,53 @@ def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
     assert (full.spec.crop, full.config.sigma) == (224, 23.0)
 
 
+def test_the_method_table_is_the_registry():
+    assert tuple(methods.METHODS) == registry.names()
+    assert methods.extremal_names() == registry.names(registry.MASKS)
+    for original, name in (("grad", "gradient"), ("grad*input", "gradient_x_input"),
+                           ("integrated_grad", "integrated_gradients"), ("2d_ep", "ep2d"), ("3d_ep", "ep3d"),
+                           ("3d_ep_smooth", "ep3d_temporal_smoothing"), ("step", "step"), ("grad_cam", "grad_cam")):
+        assert methods.get(original) is methods.get(name) and methods.get(original).name == name
+    for entry in registry.ENTRIES:
+        module = prototypes if entry.needs_prototype_model else attribution
+        assert getattr(module, entry.name) is entry.function               # the canonical name is the function's
+        assert entry.output in registry.OUTPUTS
+        for name in entry.names:
+            assert registry.get(name) is entry and name in registry.describe()
+        config = entry.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
+        assert isinstance(config, entry.config_type)
+        assert entry.scores_unclipped == any(f.name == "normalize" for f in dataclasses.fields(config))
+    with pytest.raises(ArgumentError, match="'lime' is unknown; choose one of gradient \\(grad\\)"):
+        registry.get("lime")
+
+
+def test_a_setting_suffix_makes_separate_methods():
+    """Table 4's variants: 3D-EP with seeds smoothed over time at chosen sigmas, each its own method."""
+    request = pipeline.Request(videos=(), areas=(0.1,), num_iter=5)
+    one, three = methods.get("3d_ep_smooth@1"), methods.get("ep3d_temporal_smoothing@3.5")
+    assert (one.name, three.name) == ("ep3d_temporal_smoothing@1", "ep3d_temporal_smoothing@3.5")
+    assert one.make_config(request, PLANTED_SPEC).temporal_sigma == 1.0
+    assert three.make_config(request, PLANTED_SPEC).temporal_sigma == 3.5
+    assert three.function is attribution.ep3d_temporal_smoothing and three.extremal
+    resolved = pipeline.resolve(dataclasses.replace(request, videos=("v",), model="r3d", method="3d_ep_smooth@2",
+                                                   random_weights=True))
+    assert resolved.method.name == "ep3d_temporal_smoothing@2" and resolved.config.temporal_sigma == 2.0
+    for bad, message in (("grad@2", "gradient takes no @value"), ("3d_ep_smooth@wide", "must be a number")):
+        with pytest.raises(ArgumentError, match=message) as caught:
+            methods.get(bad)
+        assert caught.value.argument == "method"
+
+
 def test_the_method_table_declares_every_method():
-    assert set(methods.METHODS) == {"grad", "grad*input", "integrated_grad", "smooth_grad", "grad_cam",
-                                    "2d_ep", "3d_ep", "step", "3d_ep_smooth", "attention_rollout",
-                                    "attention_relevance"}
+    assert "prototype_activation" in methods.METHODS
+    assert "prototype_activation" not in methods.any_model_names()
     assert [name for name, m in methods.METHODS.items() if not m.applies_to(PLANTED_SPEC)] == [
         "attention_rollout", "attention_relevance"]
-    assert methods.extremal_names() == ("2d_ep", "3d_ep", "step", "3d_ep_smooth")
-    assert methods.get("3d_ep_smooth").function is attribution.ep3d_temporal_smoothing
+    assert not set(methods.any_model_names()) & {"attention_rollout", "attention_relevance"}
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
         assert method.name == name and callable(method.function)
+        assert (method.scoring_config(config).normalize is False) if method.entry.scores_unclipped else True
         if method.extremal:
             assert isinstance(config, attribution.ExtremalConfig) and config.areas == (0.1, 0.2)
             assert config.num_iter == 5 and config.sigma == PLANTED_SPEC.ep_sigma
@@ -201,7 +297,7 @@ def test_the_method_table_declares_every_method():
             assert method.row_names(config) == ("area 0.1", "area 0.2")
         else:
             assert method.row_names(config) == (name,)
-    with pytest.raises(ArgumentError, match="choose one of grad, grad\\*input"):
+    with pytest.raises(ArgumentError, match="choose one of gradient \\(grad\\), gradient_x_input"):
         methods.get("lime")
 
 
@@ -235,3 +331,23 @@ def test_target_choice():
         assert choose_target("label", _video("clip", name="clip"), probs, names) == (2, "pred")
     with pytest.raises(ArgumentError, match="target 'zumbaa' .* did you mean zumba"):
         choose_target("zumbaa", _video("abseiling"), probs, names)
+
+
+def test_grad_cam_maps_shared_by_frames_are_said_to_be_and_the_animation_keeps_the_clips_pace():
+    """Grad-CAM on I3D: mixed_5c has 2 time steps for 16 frames; the console and figure say so."""
+    from vjx.pipeline import report
+    from vjx.pipeline.session import VideoResult
+    resolved = pipeline.resolve(pipeline.Request(videos=("v",), method="grad_cam"))
+    maps = np.repeat(np.random.default_rng(0).random((1, 2, 7, 7), dtype=np.float32), 8, axis=1)
+    video = data.Video(frames=np.zeros((80, 8, 8, 3), np.uint8), name="clip", fps=25.0, label="clip", path="clip.mp4")
+    result = VideoResult(video=video, frames=np.zeros((16, 8, 8, 3), np.uint8),
+                         explanation=methods.Explanation(maps=maps, row_names=("grad_cam",)), target=3,
+                         target_name="arm wrestling", target_source="pred", probability=0.5,
+                         top=[("arm wrestling", 0.5)])
+    note = "Grad-CAM's layer mixed_5c has 2 time steps for 16 frames, so each map is shared by 8 consecutive frames"
+    assert note in report.shared_note(result, resolved)
+    assert any(note in line for line in report.result_lines(result, resolved))
+    assert report.animation_fps(result) == pytest.approx(25.0 * 16 / 80)        # 16 frames over the clip's 3.2 s
+    distinct = dataclasses.replace(result, explanation=methods.Explanation(
+        maps=np.random.default_rng(1).random((1, 16, 7, 7)), row_names=("grad_cam",)))
+    assert report.shared_note(distinct, resolved) == ""

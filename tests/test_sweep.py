@@ -32,10 +32,10 @@ def test_rows_then_resume_then_a_foreign_configuration(planted, planted_videos, 
     assert [(r["video"], r["area"]) for r in rows] == [("abseiling-full", 0.1), ("abseiling-full", 0.3),
                                                       ("notaclass-short", 0.1), ("notaclass-short", 0.3)]
     assert all(0 <= r["preserved_probability"] <= 1 and 0 < r["mask_area"] <= 1 for r in rows)
-    assert {(r["method"], r["model"], r["target"]) for r in rows} == {("3d_ep", "planted", 1)}
+    assert {(r["method"], r["model"], r["target"]) for r in rows} == {("ep3d", "planted", 1)}
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0] == ("video,label,target,target_name,area,preserved_probability,hard_preserved_probability,"
-                            "mask_area,undecided,converged,extremal_area,base_probability_top1,method,model")
+                            "mask_area,undecided,converged,extremal_area,extremal_bound,base_probability_top1,method,model")
     assert len(csv_lines) == 5
     masks = np.load(out / "videos" / "abseiling-full.npz")
     assert masks["masks"].shape == (2, 8, 32, 32) and masks["areas"].tolist() == pytest.approx([0.1, 0.3])
@@ -74,7 +74,7 @@ def test_a_failed_batch_keeps_the_finished_videos(planted, planted_videos, tmp_p
 
 
 def test_only_extremal_methods_and_distinct_names(planted, planted_videos, tmp_path):
-    with pytest.raises(ArgumentError, match="'grad' has no areas to sweep; use one of 2d_ep, 3d_ep, step"):
+    with pytest.raises(ArgumentError, match="'grad' has no areas to sweep; use one of ep2d \\(2d_ep\\), ep3d \\(3d_ep\\), step"):
         sweep.run(request(planted_videos, tmp_path / "a", method="grad"), model=planted)
     twin = pathlib.Path(write_planted_frames(tmp_path / "other" / "abseiling-full"))
     with pytest.raises(ArgumentError, match="two videos with the same name"):

@@ -66,3 +66,36 @@ def test_figure_has_a_row_per_map(clip):
     # the inferno overlay of the all-bright map adds yellow pixels the plain rows do not have
     yellow = (three[..., 0] > 200) & (three[..., 1] > 150) & (three[..., 2] < 120)
     assert yellow.sum() > 100
+
+
+def test_captions_are_written_on_the_animations_at_the_input_size(clip):
+    frames, maps = clip
+    captions = [f"frame {t + 1}/6  ironing" for t in range(6)]
+    plain = visualize.animation_frames(frames, maps)
+    written = visualize.animation_frames(frames, maps, captions)
+    assert written.shape == plain.shape == (6, 32, 80, 3)
+    changed = (written != plain).any(-1)
+    assert changed[:, :16].any() and not changed[:, 20:].any()       # the caption sits in the top band only
+    video = iio.imread(visualize.mp4_bytes(frames, maps, fps=5, captions=captions), index=None, plugin="pyav")
+    assert video.shape == (6, 32, 80, 3)
+    assert np.abs(video.astype(int) - written).mean() < 12            # H.264 is lossy
+
+
+def test_shared_frames_and_per_frame_shares():
+    distinct = np.random.default_rng(0).random((16, 4, 4))
+    assert visualize.shared_frames(distinct) == 1
+    assert visualize.shared_frames(np.repeat(distinct[:2], 8, axis=0)) == 8   # Grad-CAM on I3D: 2 steps, 16 frames
+    maps = np.zeros((4, 2, 2))
+    maps[1] = 1.0
+    maps[2] = 3.0
+    np.testing.assert_allclose(visualize.frame_shares(maps), [0, 0.25, 0.75, 0])
+    np.testing.assert_allclose(visualize.frame_shares(np.zeros((4, 2, 2))), [0.25] * 4)
+
+
+def test_figure_draws_the_per_frame_curves_and_the_note(clip):
+    frames, maps = clip
+    plain = iio.imread(visualize.figure_png(frames, [("a", maps)], title="t"), extension=".png")
+    curve = visualize.FrameCurve("top 10%", maps, np.linspace(0, 1, 6))
+    full = iio.imread(visualize.figure_png(frames, [("a", maps)], title="t", note="maps shared by 3 frames",
+                                           curves=[curve]), extension=".png")
+    assert full.shape[0] > plain.shape[0] + 150 and full.shape[1] == plain.shape[1]

@@ -18,14 +18,20 @@ class ArgumentError(VjxError):
 
     Attributes:
       argument: the library argument's name (a :class:`vjx.pipeline.request.Request` field, say).
-      problem: the rest of the sentence: what is wrong and what to do.
+      problem: the rest of the sentence: what is wrong and what to do. Other arguments it names are
+        ``{0}``, ``{1}``, ... placeholders for ``others``.
+      others: the names of other arguments the problem mentions (renamed with the argument).
     """
 
-    def __init__(self, argument: str, problem: str):
-        super().__init__(f"{argument} {problem}")
+    def __init__(self, argument: str, problem: str, others: tuple[str, ...] = ()):
+        super().__init__(f"{argument} {problem.format(*others) if others else problem}")
         self.argument = argument
         self.problem = problem
+        self.others = others
 
-    def renamed(self, name: str) -> str:
-        """The message with the argument called ``name`` (a command-line flag, say)."""
-        return f"{name} {self.problem}"
+    def renamed(self, name: str, names: dict[str, str] | None = None) -> str:
+        """The message with the argument called ``name`` and the others by ``names`` (command-line flags, say)."""
+        if not self.others:
+            return f"{name} {self.problem}"
+        names = names or {}
+        return f"{name} {self.problem.format(*(names.get(other, other) for other in self.others))}"

@@ -74,7 +74,7 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
         module_name, function = get_family(spec.name).pretrained[spec.name][pretrained].split(":")
         variables = getattr(importlib.import_module(module_name), function)()
     elif checkpoint is not None:
-        spec, variables = _load_checkpoint(spec, os.fspath(checkpoint), head)
+        spec, variables = _load_checkpoint(spec, os.fspath(checkpoint), head, label_set)
     else:
         module = spec.make_module()
         video = jnp.zeros((1, spec.num_frames, spec.crop, spec.crop, 3), jnp.float32)
@@ -82,18 +82,23 @@ def load_model(name: str, *, pretrained: str | None = None, checkpoint: str | os
     return Model(spec.make_module(), variables, spec)
 
 
-def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> tuple[ModelSpec, Mapping[str, Any]]:
-    """The spec of the checkpoint's network (its layout's settings) and its variables."""
+def _load_checkpoint(spec: ModelSpec, path: str, head: str | None,
+                     label_set: str | None) -> tuple[ModelSpec, Mapping[str, Any]]:
+    """The spec of the checkpoint's network (its layout's settings; for VGG16-LSTM its head's size and
+    label set; for a Hugging Face directory its config's) and its variables. ``label_set``: the one
+    asked for, if any."""
     import weight_conversion as wc
     from weight_conversion import huggingface
 
     if os.path.isdir(path) and huggingface.is_checkpoint_dir(path):
         spec, state = huggingface.load_checkpoint_dir(path, spec)
         return spec, wc.convert_state_dict(state, spec, what=f"checkpoint {path!r}")
+    head_from_checkpoint = any(layout.head_size for layout in wc.LAYOUTS if spec.name in layout.models)
     if os.path.isdir(path):
         saved_spec, variables = wc.restore_checkpoint(path)
         # a checkpoint that names its own classes (a converted Hugging Face one) brings its head
-        if saved_spec.name != spec.name or (saved_spec.label_set != spec.label_set and not saved_spec.class_names):
+        label_free = (head_from_checkpoint and label_set is None) or bool(saved_spec.class_names)
+        if saved_spec.name != spec.name or (saved_spec.label_set != spec.label_set and not label_free):
             raise VjxError(f"checkpoint {path!r} holds {saved_spec.name} ({saved_spec.label_set}), "
                            f"not {spec.name} ({spec.label_set}); pick the matching model")
         return saved_spec, variables
@@ -101,4 +106,7 @@ def _load_checkpoint(spec: ModelSpec, path: str, head: str | None) -> tuple[Mode
         head = spec.label_set.rsplit("-", 1)[1]
     state = wc.load_state_dict(path)
     spec = wc.checkpoint_spec(state, spec)
+    if head_from_checkpoint and label_set is not None and spec.label_set != label_set:
+        raise VjxError(f"checkpoint {path!r} has a {spec.num_classes}-class head ({spec.label_set}), not "
+                       f"{label_set}; ask for {spec.label_set}")
     return spec, wc.convert_state_dict(state, spec, head=head, what=f"checkpoint {path!r}")

@@ -57,11 +57,20 @@ def detect_layout(state_dict: StateDict) -> Layout:
 
 
 def checkpoint_spec(state_dict: StateDict, spec: ModelSpec) -> ModelSpec:
-    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's settings.
+    """``spec`` as the network of ``state_dict``'s layout defines it: with the layout's settings, and,
+    for layouts whose head's size is the checkpoint's (VGG16-LSTM), that head and its label set
+    (``vjx.data.labels.head_label_set``).
 
-    Every layout but kinetics_i3d_pytorch leaves the registry's spec as it is.
+    Every other layout but kinetics_i3d_pytorch leaves the registry's spec as it is.
     """
-    return spec.with_settings(**detect_layout(state_dict).settings)
+    layout = detect_layout(state_dict)
+    spec = spec.with_settings(**layout.settings)
+    if layout.head_size is None:
+        return spec
+    from vjx.data.labels import head_label_set
+
+    classes = layout.head_size(state_dict)
+    return dataclasses.replace(spec, num_classes=classes, label_set=head_label_set(classes))
 
 
 def abstract_variables(spec: ModelSpec) -> Mapping:

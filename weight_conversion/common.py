@@ -34,6 +34,8 @@ class Layout:
         raise a VjxError for keys it does not consume (see :func:`check_all_used`).
       models: registry names whose Flax module this layout can fill (filled in from the family).
       settings: the factory settings of the layout's network definition (filled in from the family).
+      head_size: ``head_size(state_dict) -> classes`` for formats whose head's size is the
+        checkpoint's (VGG16-LSTM); None: the spec's label set decides it.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Layout:
     to_flax: Callable[..., FlatVariables]
     models: tuple[str, ...] = ()
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    head_size: Callable[[StateDict], int] | None = None
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -9,11 +9,10 @@ Load the result with ``vjx.load_model(arch, checkpoint="ckpt/")``.
 """
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 
 import vjx
+from experiments import _cli
 from weight_conversion import save_checkpoint
 
 _ARCH = flags.DEFINE_string("arch", None, "Model: a registry name or short alias (i3d, r2plus1d, r3d, mc3, tsm).")
@@ -23,26 +22,19 @@ _LABEL_SET = flags.DEFINE_string("label_set", None, "Classes of the head (defaul
 _HEAD = flags.DEFINE_enum("head", None, ["noun", "verb"], "Head of a two-headed EPIC checkpoint (default: from --label_set).")
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def main(argv: list[str]) -> None:
+    _cli.no_extra_arguments(argv)
     for flag in (_ARCH, _CHECKPOINT, _OUTPUT):
         if not flag.value:
-            print(f"error: --{flag.name} is required", file=sys.stderr)
-            return 2
+            raise vjx.VjxError(f"--{flag.name} is required (see --help)")
     source = _CHECKPOINT.value
-    try:
-        if source.startswith("pretrained:"):
-            model = vjx.load_model(_ARCH.value, pretrained=source.split(":", 1)[1])
-        else:
-            model = vjx.load_model(_ARCH.value, checkpoint=source, label_set=_LABEL_SET.value, head=_HEAD.value)
-        save_checkpoint(_OUTPUT.value, model.variables, model.spec)
-    except vjx.VjxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if source.startswith("pretrained:"):
+        model = vjx.load_model(_ARCH.value, pretrained=source.split(":", 1)[1])
+    else:
+        model = vjx.load_model(_ARCH.value, checkpoint=source, label_set=_LABEL_SET.value, head=_HEAD.value)
+    save_checkpoint(_OUTPUT.value, model.variables, model.spec)
     print(f"wrote {model.spec.name} ({model.spec.label_set}) to {_OUTPUT.value}")
-    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, {"model": "--arch", "checkpoint": "--checkpoint", "label_set": "--label_set", "head": "--head"})

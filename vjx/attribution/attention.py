@@ -38,8 +38,8 @@ from vjx.attribution import _stepping
 from vjx.attribution._common import check_inputs, resolve_model
 from vjx.attribution._stepping import Progress
 from vjx.attribution.backprop import Attribution, target_logits, target_summary
-from vjx.attribution.display import min_max_normalize, to_input_size
-from vjx.attribution.gradcam import _taps
+from vjx.attribution.display import min_max_normalize
+from vjx.attribution.gradcam import _taps, upsample
 from vjx.errors import VjxError
 from vjx.models.vit import ATTENTION, ATTENTION_GRADS
 
@@ -122,7 +122,7 @@ def _rollout_core(apply_fn, variables, x, targets, *, structure, grid, mean_pool
     blocks = [{name: a.mean(axis=1) for name, a in block.items()} for block in _blocks(state[ATTENTION])]
     raw = _propagate(blocks, grid, x.shape[0], structure=structure, alpha=0.5, beta=0.5, untouched=1.0,
                      mean_pooled=mean_pooled)
-    maps = to_input_size(min_max_normalize(raw) if normalize else raw, x.shape[1:4])
+    maps = upsample(min_max_normalize(raw) if normalize else raw, x.shape[1:4])
     return maps, raw, *target_summary(logits, targets)
 
 
@@ -141,7 +141,7 @@ def _relevance_core(apply_fn, variables, x, targets, *, structure, grid, mean_po
         blocks.append({name: jax.nn.relu(flat_grads[(layer, name)] * a).mean(axis=1) for name, a in block.items()})
     raw = _propagate(blocks, grid, x.shape[0], structure=structure, alpha=1.0, beta=1.0, untouched=0.0,
                      mean_pooled=mean_pooled)
-    maps = to_input_size(min_max_normalize(raw) if normalize else raw, x.shape[1:4])
+    maps = upsample(min_max_normalize(raw) if normalize else raw, x.shape[1:4])
     return maps, raw, *target_summary(logits, targets)
 
 

@@ -66,11 +66,3 @@ def gray_display(attribution: jax.Array, polarity: str, normalize: bool = True) 
     """
     gray = apply_polarity(attribution, polarity).mean(-1)
     return percentile_normalize(gray) if normalize else gray
-
-
-def to_input_size(maps: jax.Array, size: tuple[int, int, int]) -> jax.Array:
-    """Token or feature maps ``B x T' x H' x W'`` at the input's ``(T, H, W)``: nearest in time (each
-    input frame takes the time step it falls in), bilinear in space, as Grad-CAM's maps are shown."""
-    t = size[0]
-    maps = maps[:, (jnp.arange(t) * maps.shape[1]) // t]
-    return jax.image.resize(maps, (maps.shape[0], *size), method="bilinear")

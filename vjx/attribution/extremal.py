@@ -28,11 +28,11 @@ import jax.numpy as jnp
 
 from vjx.attribution import _common
 from vjx.attribution._stepping import Progress
-from vjx.attribution.perturbation import loop
-from vjx.attribution.perturbation.config import (DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, ExtremalConfig,
-                                                 Schedule, default_sigma, resolve)
+from vjx.attribution.perturbation import loop, warm_start
+from vjx.attribution.perturbation.config import (DEFAULT_AREAS, DEFAULT_SCHEDULE, SCHEDULES, WARM_STARTS,
+                                                 ExtremalConfig, Schedule, default_sigma, resolve)
 
-__all__ = ["DEFAULT_AREAS", "DEFAULT_SCHEDULE", "SCHEDULES", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores",
+__all__ = ["DEFAULT_AREAS", "DEFAULT_SCHEDULE", "SCHEDULES", "WARM_STARTS", "ExtremalConfig", "ExtremalResult", "Schedule", "Scores",
            "default_sigma", "ep2d", "ep3d", "ep3d_temporal_smoothing", "extremal_area", "step"]
 
 # A mask counts as converged when its soft area is within this of the requested area and at most
@@ -154,9 +154,13 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
     spec_sigma = spec.ep_sigma if spec is not None and spec.crop == height == width else None
     config, geometry = resolve(method, config, frames, height, width, spec_sigma)
     key = jax.random.key(0) if key is None else key
+    init = None
+    if config.warm_start == "gradient":
+        init = warm_start.seeds_from_map(warm_start.gradient_map(apply_fn, variables, videos, targets), config.areas,
+                                         geometry, per_frame=method == "ep2d")
     evaluation, history, base, snapshots = loop.optimize(
         apply_fn, loop.Problem.of(method, geometry, config), config.areas, variables, videos, targets, key,
-        progress=progress, evaluate_at=tuple(evaluate_at))
+        init=init, progress=progress, evaluate_at=tuple(evaluate_at))
     areas = jnp.asarray(config.areas, jnp.float32)
     final = _scores(evaluation, areas)
     bound = base if config.extremal_bound is None else jnp.full_like(base, config.extremal_bound)

@@ -11,6 +11,10 @@ installation names real classes. A directory in the original toolkit's layout re
 given as the ``labels_dir`` argument, else as the ``VJX_LABELS_DIR`` environment variable. A
 directory named that way is the only place searched, so a wrong one is an error rather than a
 silent fallback to the shipped lists.
+
+Heads whose size comes from a checkpoint (VGG16-LSTM: ``ucf101-24``, ``ucf101``, or ``<N>-classes``
+for any other size) ship no names: their classes are ``class 0`` ... unless the directory holds
+``<label set>/classes.json`` (a JSON list of names in logit order).
 """
 from __future__ import annotations
 
@@ -24,28 +28,36 @@ import re
 
 from vjx.errors import VjxError
 
-LABEL_SETS: dict[str, int] = {"kinetics400": 400, "epic-kitchens-noun": 352, "epic-kitchens-verb": 125}
+LABEL_SETS: dict[str, int] = {"kinetics400": 400, "epic-kitchens-noun": 352, "epic-kitchens-verb": 125,
+                              "ucf101-24": 24, "ucf101": 101}
 LABEL_FILES: dict[str, str] = {
     "kinetics400": "kinetics/classes.json",
     "epic-kitchens-noun": "epic-kitchens-noun/EPIC_noun_classes.csv",
     "epic-kitchens-verb": "epic-kitchens-verb/EPIC_verb_classes.csv",
 }
+UNNAMED = re.compile(r"([1-9][0-9]*)-classes")      # a head of any size, e.g. "51-classes"
+
+
+def head_label_set(num_classes: int) -> str:
+    """The label set of a head read from a checkpoint: ``ucf101-24``, ``ucf101``, else ``<N>-classes``."""
+    return {24: "ucf101-24", 101: "ucf101"}.get(num_classes, f"{num_classes}-classes")
 ENV_VAR = "VJX_LABELS_DIR"
 _SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "assets"
 
 
 def _check_name(label_set: str) -> None:
-    if label_set not in LABEL_SETS:
+    if label_set not in LABEL_SETS and not UNNAMED.fullmatch(label_set):
         raise VjxError(f"unknown label set {label_set!r}; choose one of {', '.join(LABEL_SETS)}.")
 
 
 def label_set_size(label_set: str) -> int:
     """Number of classes of a label set (no file needed)."""
     _check_name(label_set)
-    return LABEL_SETS[label_set]
+    unnamed = UNNAMED.fullmatch(label_set)
+    return int(unnamed.group(1)) if unnamed else LABEL_SETS[label_set]
 
 
-def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> pathlib.Path:
+def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> pathlib.Path | None:
     """The file the class names of ``label_set`` are read from (see the module docstring).
 
     Raises:
@@ -53,10 +65,13 @@ def label_file(label_set: str, labels_dir: str | os.PathLike | None = None) -> p
         to put it).
     """
     _check_name(label_set)
+    shipped = _SHIPPED / f"{label_set}_classes.json"
+    relative = LABEL_FILES.get(label_set, f"{label_set}/classes.json")
     if labels_dir is None and not os.environ.get(ENV_VAR):
-        return _SHIPPED / f"{label_set}_classes.json"
+        return shipped if shipped.is_file() else None
     directory = pathlib.Path(labels_dir if labels_dir is not None else os.environ[ENV_VAR])
-    relative = LABEL_FILES[label_set]
+    if label_set not in LABEL_FILES and not (directory / relative).is_file():
+        return None
     if not (directory / relative).is_file():
         named, default = (("labels_dir", "pass labels_dir=None") if labels_dir is not None
                           else (ENV_VAR, f"unset {ENV_VAR}"))
@@ -76,12 +91,15 @@ def load_labels(label_set: str, labels_dir: str | os.PathLike | None = None) -> 
     Raises:
       VjxError: unknown label set, missing file, or a file that does not hold the expected classes.
     """
-    return _read(label_set, label_file(label_set, labels_dir))
+    path = label_file(label_set, labels_dir)
+    if path is None:
+        return tuple(f"class {i}" for i in range(label_set_size(label_set)))
+    return _read(label_set, path)
 
 
 @functools.lru_cache(maxsize=None)
 def _read(label_set: str, path: pathlib.Path) -> tuple[str, ...]:
-    expected = LABEL_SETS[label_set]
+    expected = label_set_size(label_set)
     try:
         if path.suffix == ".json":
             names = json.loads(path.read_text(encoding="utf-8"))

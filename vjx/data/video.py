@@ -151,6 +151,9 @@ def _stack(frames: Iterable[np.ndarray], where: str, max_bytes: int) -> np.ndarr
 
 def _read_folder(folder: pathlib.Path, max_bytes: int) -> np.ndarray:
     files = frame_files(folder)
+    empty = next((f for f in files if f.stat().st_size == 0), None)
+    if empty is not None:
+        raise VjxError(f"frame {str(empty)!r} is an empty file (0 bytes); replace or remove it.")
     if not files:
         raise VjxError(f"frame folder {str(folder)!r} holds no {'/'.join(FRAME_SUFFIXES)} files; "
                        "put the frames there or pass a video file.")
@@ -190,6 +193,8 @@ def _read_file(file: pathlib.Path, max_bytes: int) -> tuple[np.ndarray, float | 
     import imageio.v3 as iio
 
     where = str(file)
+    if file.stat().st_size == 0:
+        raise VjxError(f"video {where!r} is an empty file (0 bytes); copy it again or pass another video.")
     try:
         meta = iio.immeta(file, plugin="pyav")
         first = iio.immeta(file, index=0, plugin="pyav")

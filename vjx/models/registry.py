@@ -11,10 +11,11 @@ import difflib
 import functools
 
 from vjx.errors import VjxError
-from vjx.models import i3d, resnet3d, timesformer, tsm, videomae
+from vjx.models import i3d, resnet3d, timesformer, tsm, vgg16lstm, videomae
 from vjx.models.spec import Family, ModelSpec
 
-FAMILIES: tuple[Family, ...] = (i3d.FAMILY, resnet3d.FAMILY, tsm.FAMILY, videomae.FAMILY, timesformer.FAMILY)
+FAMILIES: tuple[Family, ...] = (i3d.FAMILY, resnet3d.FAMILY, vgg16lstm.FAMILY, tsm.FAMILY, videomae.FAMILY,
+                                timesformer.FAMILY)
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for family in FAMILIES for spec in family.specs}
 # The original toolkit's --model names.

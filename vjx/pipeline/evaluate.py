@@ -20,7 +20,10 @@ maps are scored by :mod:`vjx.pipeline.scores`. Written under ``output_dir``:
 - ``rows.csv``, ``rows.json``: every row (method, area, case, kind, label, target, the metrics, the
   seconds of attribution and scoring per case).
 - ``table.csv``, ``table.json``, ``table.md``: per method and area, each metric's mean, standard
-  deviation and count over the cases (:mod:`vjx.pipeline.table`); ``table.json`` also records the
+  deviation, count and bootstrap interval over the cases (:mod:`vjx.pipeline.table`); ``table.md``
+  and ``table.json`` also hold the same over the cases whose class is in the model's top 5
+  (``recognised``) and the ordering of the methods per metric (Krippendorff's alpha of the cases'
+  rankings, the best method's paired difference to the others); ``table.json`` also records the
   settings, the versions and any unfinished rows.
 
 Across hosts (:mod:`vjx.pipeline.processes`) every process evaluates its share of the cases and
@@ -43,9 +46,11 @@ from vjx.errors import ArgumentError
 from vjx.model import Model
 from vjx.models.registry import ModelSpec
 from vjx.pipeline import processes, report, table
-from vjx.pipeline.cases import Case, clip_cases, load, pair_cases
+from vjx.pipeline.cases import Case, clip_cases, load, pair_cases, spatial_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
-from vjx.pipeline.methods import METHODS
+from vjx.pipeline import methods
+from vjx.pipeline.methods import METHODS, any_model_names
+from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
 from vjx.pipeline.scores import score_batch
@@ -63,17 +68,22 @@ class Evaluation:
         its iterations), the ``target`` rule for real clips, ``seed``, ``dtype``,
         ``batch_size``, ``output_dir``, ``progress`` and ``flags``; its ``videos`` are the real
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
-      methods: names of :data:`vjx.pipeline.methods.METHODS`, in the table's order (default: those
-        that apply to every model, i.e. all but the attention methods).
+      methods: method names or aliases (:mod:`vjx.attribution.registry`), in the table's order; rows
+        and the table use the canonical names (default: every method a plain model can use, i.e. not
+        the prototype or attention methods).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
+      spatial_pairs: labelled clips whose side-by-side pairs make the spatial test (empty: none).
+      spatial_gap: columns of the model's mean colour between a spatial pair's clips (0: none).
       annotations: the ground-truth CSV of the real clips, or None.
       curve_steps: steps of the deletion and insertion curves (0: skip them).
       tolerance: the spatial pointing game's radius in input pixels (the paper: 7).
     """
 
     request: Request
-    methods: tuple[str, ...] = tuple(name for name, method in METHODS.items() if not method.needs_attention)
+    methods: tuple[str, ...] = any_model_names()
     pairs: tuple[str, ...] = ()
+    spatial_pairs: tuple[str, ...] = ()
+    spatial_gap: int = 0
     annotations: str | None = None
     curve_steps: int = 20
     tolerance: float = 7.0
@@ -108,11 +118,14 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     """
     start = time.perf_counter()
     resolved = _resolve_all(evaluation, model)
+    evaluation = dataclasses.replace(evaluation, methods=tuple(resolved))      # canonical names: rows say these
     spec = resolved[evaluation.methods[0]].spec                     # at the request's input_size
     request = evaluation.request
     cases = clip_cases(request.videos, spec, evaluation.annotations)
     if evaluation.pairs:
         cases += pair_cases(evaluation.pairs, spec, class_names(spec))
+    if evaluation.spatial_pairs:
+        cases += spatial_cases(evaluation.spatial_pairs, spec, class_names(spec), evaluation.spatial_gap)
     digest = _file_digest(evaluation.annotations)
     prints = {m: fingerprint(evaluation, r, spec, digest) for m, r in resolved.items()}
     out = pathlib.Path(request.output_dir)
@@ -126,7 +139,10 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
     todo = {m: [] if merge_only else cases_left for m, cases_left in unfinished.items()}
     count, left = sum(map(len, todo.values())), sum(map(len, unfinished.values()))
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
-    print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs) x "
+    for line in report.run_lines(resolved[evaluation.methods[0]])[:2]:     # the model, its weights, the input size
+        say(line, request.progress)
+    print(f"evaluate: {who}{len(mine)} cases ({sum(c.kind == 'pair' for c in mine)} joined pairs, "
+          f"{sum(c.kind == 'spatial' for c in mine)} spatial pairs) x "
           f"{len(evaluation.methods)} methods x {len(request.areas)} areas; {count} method x case runs to do, "
           f"{len(mine) * len(evaluation.methods) - left} already done", flush=True)
     with OutputWriter(out) as top:
@@ -149,10 +165,14 @@ def run(evaluation: Evaluation, model: Model | None = None, *, merge_only: bool 
             top.write("rows.csv", csv_bytes(rows, columns))
             top.write("rows.json", json_bytes({"rows": rows}))
             top.write("table.csv", table.table_csv(summary))
-            top.write("table.md", table.table_markdown(summary).encode())
+            top.write("table.md", table.report_markdown(rows).encode())
+            recognised = table.recognised(rows)
             top.write("table.json", json_bytes({
-                "table": summary, "methods": list(evaluation.methods), "areas": list(request.areas),
-                "cases": {"clips": sum(c.kind == "clip" for c in cases), "pairs": sum(c.kind == "pair" for c in cases)},
+                "table": summary, "recognised": table.summarise(recognised), "ordering": table.ordering(rows),
+                "recognised_ordering": table.ordering(recognised), "methods": list(evaluation.methods),
+                "areas": list(request.areas),
+                "cases": {name: sum(c.kind == kind for c in cases)
+                          for name, kind in (("clips", "clip"), ("pairs", "pair"), ("spatial_pairs", "spatial"))},
                 "settings": prints, "missing": missing, "processes": processes.count(),
                 "seconds_this_run": time.perf_counter() - start, "versions": report.versions(),
                 "flags": dict(request.flags)}))
@@ -164,9 +184,10 @@ def fingerprint(evaluation: Evaluation, resolved: Resolved, spec: ModelSpec,
     """What must match for a method's finished rows to be reused by a rerun (``spec``: the one run)."""
     request = resolved.request
     settings = {"model": spec.name, "input_size": spec.crop, "dataset": request.dataset,
-                "checkpoint": request.checkpoint, "method": request.method, "areas": list(request.areas),
-                "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
+                "checkpoint": request.checkpoint, "weights": resolved.weights.source, "method": request.method,
+                "areas": list(request.areas), "polarity": request.polarity, "seed": request.seed, "dtype": request.dtype, "target": request.target,
                 "curve_steps": evaluation.curve_steps, "tolerance": evaluation.tolerance,
+                "spatial_gap": evaluation.spatial_gap,
                 "annotations_sha256": annotations_digest}
     if resolved.method.extremal:
         settings.update(schedule=request.schedule, num_iter=resolved.config.num_iter)   # the schedule's if not given
@@ -178,18 +199,21 @@ def _resolve_all(evaluation: Evaluation, model: Model | None) -> dict[str, Resol
     request = evaluation.request
     if not evaluation.methods:
         raise ArgumentError("methods", "is empty; give at least one method")
-    twice = sorted({m for m in evaluation.methods if evaluation.methods.count(m) > 1})
+    canonical = [methods.get(m).name for m in evaluation.methods]
+    twice = sorted({m for m in canonical if canonical.count(m) > 1})
     if twice:
-        raise ArgumentError("methods", f"names {twice[0]!r} twice")
-    if not request.videos and not evaluation.pairs:
+        raise ArgumentError("methods", f"names {twice[0]!r} twice (a name and its alias count as one)")
+    if not request.videos and not evaluation.pairs and not evaluation.spatial_pairs:
         raise ArgumentError("videos", "is empty and there are no pairs; give clips, pairs or both")
     if not isinstance(evaluation.curve_steps, int) or evaluation.curve_steps < 0:
         raise ArgumentError("curve_steps", f"must be a whole number >= 0 (0 skips the curves), got "
                             f"{evaluation.curve_steps!r}")
+    if not isinstance(evaluation.spatial_gap, int) or evaluation.spatial_gap < 0:
+        raise ArgumentError("spatial_gap", f"must be a whole number of pixels >= 0, got {evaluation.spatial_gap!r}")
     if not evaluation.tolerance >= 0:
         raise ArgumentError("tolerance", f"must be a distance in pixels >= 0, got {evaluation.tolerance!r}")
-    checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs)
-    return {m: resolve(dataclasses.replace(checked, method=m), model) for m in evaluation.methods}
+    checked = dataclasses.replace(request, videos=request.videos or evaluation.pairs or evaluation.spatial_pairs)
+    return {name: resolve(dataclasses.replace(checked, method=name), model) for name in canonical}
 
 
 def _file_digest(path: str | None) -> str | None:
@@ -236,9 +260,7 @@ def _compute(evaluation: Evaluation, resolved: dict[str, Resolved], spec: ModelS
 
 def _scoring(resolved: Resolved) -> Resolved:
     """The request with maps that keep their ranking: no display clipping (see :mod:`vjx.pipeline.scores`)."""
-    if resolved.method.extremal:
-        return resolved
-    return dataclasses.replace(resolved, config=dataclasses.replace(resolved.config, normalize=False))
+    return dataclasses.replace(resolved, config=resolved.method.scoring_config(resolved.config))
 
 
 def _rows(method: str, case: Case, result, scores: list[dict[str, float]], areas, seconds) -> list[dict[str, Any]]:

@@ -5,7 +5,9 @@
     # an exception inside the block removes every file and directory the writer created
 
 Every file goes to a temporary name in its directory and is renamed into place (``os.replace``),
-so a reader never sees half a file and an interrupted run leaves no partial one behind.
+so a reader never sees half a file and an interrupted run leaves no partial one behind. Final files
+get the permissions a plain ``open(path, "w")`` would give them (``0o666`` less the umask), not
+``mkstemp``'s private ``0o600``: results on a shared machine are readable by the lab.
 """
 from __future__ import annotations
 
@@ -21,6 +23,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from vjx.errors import ArgumentError
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 class OutputWriter:
@@ -74,10 +83,12 @@ class OutputWriter:
         self.created_dirs.append(path)
 
     def write(self, name: str, payload: bytes) -> pathlib.Path:
-        """Writes ``payload`` to ``directory/name`` via a temporary file and ``os.replace``."""
+        """Writes ``payload`` to ``directory/name`` via a temporary file and ``os.replace``; the file
+        gets the mode ``open()`` would give it (``0o666 & ~umask``)."""
         path = self.directory / name
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
             existed = path.exists()

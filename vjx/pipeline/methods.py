@@ -1,8 +1,7 @@
-"""The table of attribution methods a run can use: one :class:`Method` per ``method`` name.
+"""The attribution methods a run can use: one :class:`Method` per entry of :mod:`vjx.attribution.registry`.
 
-Each entry declares what its method is: the ``vjx.attribution`` function, how a request's settings
-become the function's config, whether it is *extremal* (one mask per preserved-area ratio, all
-optimised in one call), and how its result becomes one :class:`Explanation` per video (maps, row
+The registry entry declares what the method is (canonical name and aliases, function, config, output
+kind); a :class:`Method` adds how its result becomes one :class:`Explanation` per video (maps, row
 labels and the numbers the summaries report). Callers look a method up here instead of testing its
 name.
 
@@ -12,9 +11,10 @@ name.
     result = method.function(model, x, targets, config, key=jax.random.key(0))
     explanations = method.explain(result, config)      # one per video: maps A x T x H x W, ...
 
-The names are the original toolkit's ``--vis_method`` values, plus ``3d_ep_smooth`` (the paper's
-Table 4 baseline, which the original's command line does not offer) and the attention methods of
-the video transformers (``attention_rollout``, ``attention_relevance``).
+The canonical names are those of the ``vjx.attribution`` functions; the original toolkit's
+``--vis_method`` values are their aliases (``methods.get("3d_ep").name == "ep3d"``).
+``prototype_activation`` (HIPE's map) needs a trained ``vjx.prototypes.PrototypeModel``; the
+attention methods (``attention_rollout``, ``attention_relevance``) need a video transformer.
 """
 from __future__ import annotations
 
@@ -23,8 +23,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from vjx import attribution
-from vjx.errors import ArgumentError
+from vjx.attribution import registry
 from vjx.models.registry import ModelSpec
 
 
@@ -43,7 +42,8 @@ class Explanation:
         mask area is within 0.02 of ``a`` and at most 10% of it is undecided, else 0); empty for
         the other methods. These dicts are the per-area rows of ``summary.json`` and the sweep.
       numbers: per-video numbers (extremal methods: ``extremal_area``, Eq. 3 on converged hard
-        masks, NaN where none reaches the bound); empty for the other methods.
+        masks, NaN where none reaches the bound, and ``extremal_bound``, the probability a hard mask
+        must keep: the clip's unless the config gives one); empty for the other methods.
     """
 
     maps: np.ndarray
@@ -54,28 +54,61 @@ class Explanation:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """One attribution method as a run uses it.
+    """One attribution method as a run uses it: its :class:`vjx.attribution.registry.Entry`, plus how
+    its result becomes explanations.
 
     Attributes:
-      name: the ``method`` name (the original's ``--vis_method`` value), e.g. ``"step"``.
-      function: ``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)`` of
-        vjx.attribution.
-      make_config: ``(request, spec) -> config``: the function's config for a request (any object
-        with ``areas``, ``schedule``, ``num_iter``, ``polarity`` and ``path_batch``) and a model spec.
-      extremal: True for the extremal-perturbation methods (an ``ExtremalResult``, a mask per area).
-      needs_attention: True for the methods that read a transformer's attention maps (the model's
-        spec has ``attention``); they do not apply to the CNNs.
+      entry: the method's registry entry (name, function, config, output kind).
+      value: the value of the entry's ``setting`` given as an ``@value`` suffix, or None.
     """
 
-    name: str
-    function: Callable[..., Any]
-    make_config: Callable[[Any, ModelSpec], Any]
-    extremal: bool = False
-    needs_attention: bool = False
+    entry: registry.Entry
+    value: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The canonical name, e.g. ``"ep3d"`` (``"3d_ep"`` is an alias), with ``@value`` if one was given
+        (``"ep3d_temporal_smoothing@2"``): the name rows and summaries carry."""
+        return self.entry.name if self.value is None else f"{self.entry.name}@{self.value:g}"
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """``fn(model, videos, targets, config, *, variables=None, key=None, progress=None)``."""
+        return self.entry.function
+
+    def make_config(self, request, spec: ModelSpec) -> Any:
+        """The function's config for a request (``areas``, ``schedule``, ``num_iter``, ``polarity``,
+        ``path_batch``, ...)."""
+        config = self.entry.make_config(request, spec)
+        return config if self.value is None else dataclasses.replace(config, **{self.entry.setting: self.value})
+
+    @property
+    def title(self) -> str:
+        """The method as the paper and its readers name it (figure titles, console)."""
+        return self.entry.title
+
+    @property
+    def needs_prototype_model(self) -> bool:
+        """True if the method only explains a ``vjx.prototypes.PrototypeModel``."""
+        return self.entry.needs_prototype_model
+
+    @property
+    def needs_attention(self) -> bool:
+        """True if the method reads a transformer's attention maps (the model's spec has ``attention``)."""
+        return self.entry.needs_attention
 
     def applies_to(self, spec: ModelSpec) -> bool:
-        """Whether the method can explain the model of ``spec``."""
+        """Whether the method can explain the model of ``spec`` (the attention methods: transformers only)."""
         return bool(spec.attention) or not self.needs_attention
+
+    @property
+    def extremal(self) -> bool:
+        """True for the methods with one mask per area (an ``ExtremalResult``)."""
+        return self.entry.output == registry.MASKS
+
+    def scoring_config(self, config: Any) -> Any:
+        """``config`` with maps that keep their ranking (no display clipping), for scoring."""
+        return dataclasses.replace(config, normalize=False) if self.entry.scores_unclipped else config
 
     def row_names(self, config: Any) -> tuple[str, ...]:
         """The labels of an explanation's map rows."""
@@ -94,76 +127,70 @@ class Method:
                    "converged": result.converged}
         columns = {name: np.asarray(values, np.float64) for name, values in columns.items()}      # B x A
         extremal_area = np.asarray(result.extremal_area, np.float64)          # B
+        bound = (np.asarray(result.base_probability, np.float64) if config.extremal_bound is None
+                 else np.full(len(masks), config.extremal_bound, np.float64))  # B
         return [Explanation(
             maps=masks[i], row_names=self.row_names(config),
             areas=tuple({"area": float(a), **{name: float(values[i, j]) for name, values in columns.items()}}
                         for j, a in enumerate(config.areas)),
-            numbers={"extremal_area": float(extremal_area[i])}) for i in range(len(masks))]
+            numbers={"extremal_area": float(extremal_area[i]), "extremal_bound": float(bound[i])})
+            for i in range(len(masks))]
 
-    def caption(self, explanation: Explanation) -> str:
-        """Lines for the figure title: each area's hard-mask probability and mask area, and Eq. 3."""
+    def caption(self, explanation: Explanation, clip_probability: float) -> str:
+        """Lines for the figure and the console: per area what its hard mask keeps, and Eq. 3's verdict."""
         if not self.extremal:
             return ""
-        kept = ", ".join(f"{row['area']:g}: {row['hard_preserved_probability']:.2f} / {row['mask_area']:.3f}"
-                         + ("" if row["converged"] else " (not converged)") for row in explanation.areas)
-        extremal = explanation.numbers["extremal_area"]
-        return (f"area: target p kept by the hard mask / soft mask area   {kept}\n"
-                f"extremal area (smallest converged area keeping p): {'none' if np.isnan(extremal) else f'{extremal:g}'}")
+        lines = [area_sentence(row, clip_probability) for row in explanation.areas]
+        return "\n".join([*lines, extremal_sentence(explanation)])
 
 
-def _gradient_config(request, spec: ModelSpec) -> attribution.GradientConfig:
-    return attribution.GradientConfig(polarity=request.polarity)
+# A hard mask that keeps less than this fraction of the clip's target probability "loses the class".
+LOST_FRACTION = 0.1
 
 
-def _integrated_gradients_config(request, spec: ModelSpec) -> attribution.IntegratedGradientsConfig:
-    return attribution.IntegratedGradientsConfig(polarity=request.polarity, mean=spec.mean, std=spec.std,
-                                                 batch_size=request.path_batch)
+def area_sentence(row: Mapping[str, float], clip_probability: float) -> str:
+    """One area in words: ``"top 5%: p = 0.32 of the clip's 0.64 (soft mask 0.25); converged"``."""
+    hard = row["hard_preserved_probability"]
+    lost = " - loses the class" if hard < LOST_FRACTION * clip_probability else ""
+    state = ("converged" if row["converged"] else
+             f"NOT converged (mask area {row['mask_area']:.3f}, {row['undecided']:.0%} of values undecided)")
+    return (f"kept by the top {row['area']:.0%}: p = {hard:.2f} of the clip's {clip_probability:.2f}{lost} "
+            f"(soft mask {row['preserved_probability']:.2f}); {state}")
 
 
-def _smooth_grad_config(request, spec: ModelSpec) -> attribution.SmoothGradConfig:
-    return attribution.SmoothGradConfig(batch_size=request.path_batch)
+def extremal_sentence(explanation: Explanation) -> str:
+    """Eq. 3 in words: the extremal area, the bound it compares with, and why it is none if so."""
+    extremal, bound = explanation.numbers["extremal_area"], explanation.numbers["extremal_bound"]
+    head = f"extremal area (smallest area whose converged top-a mask keeps p >= {bound:.2f}): "
+    if not np.isnan(extremal):
+        return head + f"{extremal:.0%}"
+    converged = [row for row in explanation.areas if row["converged"]]
+    if not converged:
+        return head + "none - no mask converged (more iterations may help)"
+    best = max(converged, key=lambda row: row["hard_preserved_probability"])
+    kept = best["hard_preserved_probability"]
+    digits = next((d for d in (2, 4, 6) if f"{kept:.{d}f}" != f"{bound:.{d}f}"), 8)
+    return head + (f"none - the converged masks keep at most p = {kept:.{digits}f} < {bound:.{digits}f} "
+                   f"(top {best['area']:.0%}); larger areas may reach it")
 
 
-def _grad_cam_config(request, spec: ModelSpec) -> attribution.GradCamConfig:
-    return attribution.GradCamConfig(layer=spec.gradcam_layer)
-
-
-def _attention_config(request, spec: ModelSpec) -> attribution.AttentionConfig:
-    return attribution.AttentionConfig.for_spec(spec)
-
-
-def _extremal_config(request, spec: ModelSpec) -> attribution.ExtremalConfig:
-    """The request's areas and schedule; the iterations written out (the schedule's if not given), so
-    that summaries say them."""
-    num_iter = request.num_iter or attribution.extremal.SCHEDULES[request.schedule].num_iter
-    return attribution.ExtremalConfig(areas=tuple(float(a) for a in request.areas), schedule=request.schedule,
-                                      num_iter=num_iter, sigma=spec.ep_sigma)
-
-
-METHODS: dict[str, Method] = {method.name: method for method in (
-    Method("grad", attribution.gradient, _gradient_config),
-    Method("grad*input", attribution.gradient_x_input, _gradient_config),
-    Method("integrated_grad", attribution.integrated_gradients, _integrated_gradients_config),
-    Method("smooth_grad", attribution.smooth_grad, _smooth_grad_config),
-    Method("grad_cam", attribution.grad_cam, _grad_cam_config),
-    Method("2d_ep", attribution.ep2d, _extremal_config, extremal=True),
-    Method("3d_ep", attribution.ep3d, _extremal_config, extremal=True),
-    Method("step", attribution.step, _extremal_config, extremal=True),
-    # Table 4's baseline: 3D-EP whose seed masks are smoothed over time.
-    Method("3d_ep_smooth", attribution.ep3d_temporal_smoothing, _extremal_config, extremal=True),
-    # Video transformers only (VideoMAE, TimeSformer).
-    Method("attention_rollout", attribution.attention_rollout, _attention_config, needs_attention=True),
-    Method("attention_relevance", attribution.attention_relevance, _attention_config, needs_attention=True),
-)}
+METHODS: dict[str, Method] = {entry.name: Method(entry) for entry in registry.ENTRIES}
 
 
 def get(name: str) -> Method:
-    """The method called ``name``; an unknown name is an ArgumentError of ``method``."""
-    if name not in METHODS:
-        raise ArgumentError("method", f"{name!r} is unknown; choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+    """The method called ``name`` (canonical or alias, with an ``@value`` suffix where the entry has a
+    ``setting``); an unknown name is an ArgumentError of ``method``."""
+    entry, value = registry.parse(name)
+    return METHODS[entry.name] if value is None else Method(entry, value)
+
+
+def any_model_names() -> tuple[str, ...]:
+    """The methods every model can be explained with (not those needing a prototype model or a
+    transformer's attention)."""
+    return tuple(name for name, method in METHODS.items()
+                 if not (method.needs_prototype_model or method.needs_attention))
 
 
 def extremal_names() -> tuple[str, ...]:
-    """The names of the extremal methods."""
-    return tuple(name for name, method in METHODS.items() if method.extremal)
+    """The canonical names of the extremal methods."""
+    return registry.names(registry.MASKS)

@@ -34,9 +34,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vjx import data
 from vjx.errors import ArgumentError
 from vjx.model import Model
-from vjx.pipeline import methods, processes, report
+from vjx.attribution import registry
+from vjx.pipeline import processes, report
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes, npz_bytes
 from vjx.pipeline.inputs import read_videos
+from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
 from vjx.pipeline.session import Session, VideoResult
@@ -51,9 +53,10 @@ def batch_sharding(devices: list[jax.Device] | None = None) -> NamedSharding:
 def fingerprint(resolved: Resolved) -> dict[str, Any]:
     """What must match for a finished video to be reused by a rerun."""
     request = resolved.request
-    return {"model": resolved.spec.name, "dataset": request.dataset, "method": request.method,
+    return {"model": resolved.spec.name, "dataset": request.dataset, "method": resolved.method.name,
             "areas": list(request.areas), "schedule": request.schedule, "num_iter": resolved.config.num_iter,
-            "input_size": request.input_size, "checkpoint": request.checkpoint, "seed": request.seed,
+            "input_size": request.input_size, "checkpoint": request.checkpoint, "weights": resolved.weights.source,
+            "seed": request.seed,
             "dtype": request.dtype, "target": request.target}
 
 
@@ -85,7 +88,7 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
     resolved = resolve(request, model)
     if not resolved.method.extremal:
         raise ArgumentError("method", f"{request.method!r} has no areas to sweep; use one of "
-                            f"{', '.join(methods.extremal_names())}")
+                            f"{registry.describe(registry.MASKS)}")
     expected = fingerprint(resolved)
     out = pathlib.Path(request.output_dir)
     stems = {path: file_stem(data.video_name(path)) for path in request.videos}
@@ -102,6 +105,8 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
     num_devices = sharding.mesh.size
     batch_size = -(-request.batch_size // num_devices) * num_devices
     who = f"process {jax.process_index()} of {processes.count()}: " if processes.count() > 1 else ""
+    for line in report.run_lines(resolved):
+        say(line, request.progress)
     print(f"sweep: {who}{len(mine)} videos ({len(mine) - len(unfinished)} already done), {len(request.areas)} areas, "
           f"batches of {batch_size} over {num_devices} device(s)", flush=True)
     with OutputWriter(out) as top:
@@ -113,7 +118,10 @@ def run(request: Request, devices: list[jax.Device] | None = None, model: Model 
                 videos = read_videos(paths)
                 padded = videos + [videos[-1]] * (batch_size - len(videos))
                 desc = f"{request.method} [{first + 1}-{first + len(videos)}/{len(todo)}]"
-                results, _ = session.explain_batch(padded, desc)
+                results, _ = session.explain_batch(padded, desc, announce=True)
+                for result in results[:len(videos)]:
+                    for line in report.result_lines(result, resolved):
+                        say(line, request.progress)
                 with OutputWriter(out / "videos") as writer:
                     for path, result in zip(paths, results):
                         rows = rows_for(result, resolved)

@@ -15,6 +15,9 @@ from vjx.errors import ArgumentError, VjxError
 from vjx.models.registry import ModelSpec
 
 _warned_labels: set[str] = set()
+# How the console and the figures say where a target came from.
+TARGET_WORDS = {"label": "the class in its file name", "pred": "the model's prediction",
+                "given": "the class asked for"}
 
 
 def class_names(spec: ModelSpec) -> tuple[str, ...]:
@@ -54,6 +57,16 @@ def choose_target(target: str, video: data.Video, probs: np.ndarray, names: Sequ
             warnings.warn(f"video {video.name!r}: label {video.label!r} is not a class of the label "
                           f"set{hint}; explaining the prediction {names[predicted]!r}", stacklevel=2)
         return predicted, "pred"
+    return named_target(target, names), "given"
+
+
+def named_target(target: str, names: Sequence[str]) -> int:
+    """The index of a class given by name (or index); checked when a request is resolved, before
+    any model loads.
+
+    Raises:
+      ArgumentError: ``target`` is neither a class name nor a class index (with close names as hints).
+    """
     index = data.resolve_label(target, names)
     if index is None and target.isdigit() and int(target) < len(names):
         index = int(target)
@@ -61,4 +74,4 @@ def choose_target(target: str, video: data.Video, probs: np.ndarray, names: Sequ
         close = data.close_labels(target, names)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ArgumentError("target", f"{target!r} is not a class name, 'label' or 'pred'{hint}")
-    return index, "given"
+    return index

@@ -118,7 +118,7 @@ def sgd(params: list[torch.Tensor], lr: float = 0.05, momentum: float = 0.9, dam
     return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=dampening)
 
 
-def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str = "3d", num_iter: int = 2000,
+def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str = "ep3d", num_iter: int = 2000,
                   step: int = 7, sigma: float = 11.0, reward_weight: float | None = None,
                   area_weight: float = 300.0, step_start: int = 101, step_weight: float = 300.0,
                   init: np.ndarray | None = None):
@@ -127,7 +127,7 @@ def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str
     Args:
       model: ``N x C x T x H x W -> logits``.
       video: ``1 x C x T x H x W``.
-      method: ``"3d"``, ``"2d"`` or ``"step"``.
+      method: ``"ep3d"``, ``"ep2d"`` or ``"step"`` (the registry's canonical names).
       init: starting seeds ``A x T x h x w``; None = ones (the original's start).
     Returns:
       ``(masks A x T x H x W, history {"reward", "area_loss"[, "step_loss"]: A x num_iter})``.
@@ -154,7 +154,7 @@ def extremal_loop(model, video: torch.Tensor, target: int, areas, *, method: str
             prob = F.softmax(model(x), dim=1)[0, target]
             reward = -torch.log(prob) * reward_weight
             pad = padded.reshape(1, t, *padded.shape[2:])
-            if method == "2d":
+            if method == "ep2d":
                 reg = area_loss(pad.reshape(t, -1), area).mean() * weight
             else:
                 reg = area_loss(pad.reshape(1, -1), area)[0] * weight

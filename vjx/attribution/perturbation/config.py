@@ -37,6 +37,10 @@ class Schedule:
       scales_with_length: if True, a run of another length keeps the same weight curves over the
         run (``step_start`` in proportion, the growths to the same final factors); if False they
         stay per iteration, as the original code has them.
+      hard_from: fraction of the run after which the model sees the hard mask's perturbation
+        while the gradient flows through the soft mask (straight through); 1 = never.
+      warm_start: the starting seeds: ``"none"`` (all ones, the original's) or a map whose top
+        cells start at 1 and the rest at 0 (see :data:`WARM_STARTS`).
     """
 
     num_iter: int
@@ -47,6 +51,8 @@ class Schedule:
     area_growth: float
     step_area_growth: float
     scales_with_length: bool
+    hard_from: float = 1.0
+    warm_start: str = "none"
 
     def weights(self, num_iter: int, method: str) -> tuple[int, float]:
         """``(step_start, area_growth)`` of ``method`` for a run of ``num_iter`` iterations."""
@@ -67,7 +73,15 @@ SCHEDULES: dict[str, Schedule] = {
     # 200 iterations (chosen by measurement on real clips: see BENCHMARKS.md).
     "fast": Schedule(num_iter=200, optimizer="adam", learning_rate=0.1, lr_decay="cosine", step_start=10,
                      area_growth=100 ** (1 / 200), step_area_growth=100 ** (1 / 200), scales_with_length=True),
+    # vjx's for the model's own input size: 60 iterations from seeds set where the input gradient is
+    # largest, the model seeing the hard mask (straight through) in the second half, so that the
+    # top-a hard mask keeps what the soft mask keeps (chosen by measurement: see BENCHMARKS.md).
+    "native": Schedule(num_iter=60, optimizer="adam", learning_rate=0.1, lr_decay="cosine", step_start=3,
+                       area_growth=100 ** (1 / 60), step_area_growth=100 ** (1 / 60), scales_with_length=True,
+                       hard_from=0.5, warm_start="gradient"),
 }
+# The starting seeds a schedule may use: all ones, or the top cells of the input-gradient magnitude.
+WARM_STARTS = ("none", "gradient")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +111,8 @@ class ExtremalConfig:
       step_weight: weight of STEP's ellipsoid loss once active.
       step_start: first iteration where STEP's loss counts (None: the schedule's; the original's 101).
       temporal_sigma: seed smoothing over time in frames (``ep3d_temporal_smoothing`` only).
+      hard_from: None = the schedule's (see :class:`Schedule`).
+      warm_start: None = the schedule's; one of :data:`WARM_STARTS`.
       extremal_bound: the probability a hard mask must keep to count in Eq. 3; None = the
         unperturbed one.
       area_batch: areas optimised side by side (vmapped); groups of them take turns. None = all at
@@ -126,6 +142,8 @@ class ExtremalConfig:
     step_weight: float = 300.0
     step_start: int | None = None
     temporal_sigma: float = DEFAULT_TEMPORAL_SIGMA
+    hard_from: float | None = None
+    warm_start: str | None = None
     extremal_bound: float | None = None
     area_batch: int | None = None
     iterations_per_call: int | None = None
@@ -188,7 +206,12 @@ def resolve(method: str, config: ExtremalConfig, frames: int, height: int, width
         lr_decay=config.lr_decay or schedule.lr_decay,
         reward_weight=float(config.reward_weight if config.reward_weight is not None else (1.0 if is_step else 100.0)),
         area_growth=float(config.area_growth if config.area_growth is not None else growth),
-        step_start=int(step_start if config.step_start is None else config.step_start))
+        step_start=int(step_start if config.step_start is None else config.step_start),
+        hard_from=float(schedule.hard_from if config.hard_from is None else config.hard_from),
+        warm_start=schedule.warm_start if config.warm_start is None else config.warm_start)
+    _choice("warm_start", config.warm_start, WARM_STARTS)
+    if not 0 <= config.hard_from <= 1:
+        raise VjxError(f"config.hard_from must be a fraction of the run in [0, 1], got {config.hard_from!r}")
     _choice("variant", config.variant, VARIANTS)
     _choice("perturbation", config.perturbation, PERTURBATIONS)
     _choice("optimizer", config.optimizer, OPTIMIZERS)

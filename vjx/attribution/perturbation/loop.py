@@ -54,11 +54,13 @@ class AreaTargets(NamedTuple):
 
     Attributes:
       kept_values: int32 ``G``: padded-mask values the area loss pulls to 1 (per frame for 2D-EP).
+      hard_values: int32 ``G``: padded-mask values a hard mask keeps (:func:`hard_kept`).
       kept_cores: int32 ``G``: ellipsoid responses STEP's loss pulls to 1 (unused by other methods).
       keys: ``G`` PRNG keys (STEP's tie-breaking shuffle).
     """
 
     kept_values: jax.Array
+    hard_values: jax.Array
     kept_cores: jax.Array
     keys: jax.Array
 
@@ -77,8 +79,10 @@ def area_targets(method: str, areas, frames: int, geometry: mask.MaskGeometry, k
     hp, wp = geometry.padded_shape
     size = hp * wp if method == "ep2d" else frames * hp * wp
     kept = [losses.kept_values(size, a) for a in areas]
+    hard = [hard_kept(method, jnp.float32(a), frames, hp, wp) for a in areas]
     cores = [losses.kept_cores(a, frames, (hp, wp)) if method == "step" else 0 for a in areas]
-    return AreaTargets(jnp.asarray(kept, jnp.int32), jnp.asarray(cores, jnp.int32), jax.random.split(key, len(areas)))
+    return AreaTargets(jnp.asarray(kept, jnp.int32), jnp.asarray(hard, jnp.int32), jnp.asarray(cores, jnp.int32),
+                       jax.random.split(key, len(areas)))
 
 
 def temporal_kernel(frames: int, sigma: float) -> np.ndarray:
@@ -102,20 +106,44 @@ def _optimizer(problem: Problem) -> optax.GradientTransformation:
                           lr_decay=c.lr_decay, num_iter=c.num_iter)
 
 
-def _energy(seeds, kept_values, kept_cores, key, iteration, *, apply_fn, problem: Problem, variables, pyr,
-            targets):
-    """Energy of one area for the batch (summed over videos) and its per-video terms ``B``."""
+def hard_start(config: ExtremalConfig) -> int:
+    """The first iteration whose forward pass sees the hard mask (straight through): ``hard_from * num_iter``."""
+    return round(config.hard_from * config.num_iter)
+
+
+def _energy(seeds, kept_values, hard_values, kept_cores, key, iteration, *, apply_fn, problem: Problem, variables,
+            pyr, targets):
+    """Energy of one area for the batch (summed over videos) and its per-video terms ``B``.
+
+    From :func:`hard_start` on, the model sees the video perturbed by the hard mask while the
+    gradient flows through the soft one (a straight-through estimator), so that the optimisation
+    makes the hard mask, the explanation a user reads, keep the class.
+    """
     c = problem.config
     b, t = seeds.shape[:2]
     masks, padded = masks_from_seeds(seeds, problem)
+    hard = None
+    if hard_start(c) < c.num_iter:
+        hard = problem.geometry.crop(hard_masks(padded, hard_values, problem.method == "ep2d"))
+
+    def perturbed(keep_soft, keep_hard):
+        x = pyramid.apply_mask(pyr, keep_soft)
+        if keep_hard is None:
+            return x
+        shift = jnp.where(iteration >= hard_start(c), pyramid.apply_mask(pyr, keep_hard) - x, 0.0)
+        return x + jax.lax.stop_gradient(shift)
+
     if c.variant == "dual":
-        x = jnp.concatenate([pyramid.apply_mask(pyr, masks), pyramid.apply_mask(pyr, 1 - masks)])
+        x = jnp.concatenate([perturbed(masks, hard), perturbed(1 - masks, None if hard is None else 1 - hard)])
         log_p, log_not = losses.log_prob(apply_fn(variables, x), jnp.concatenate([targets, targets]))
         reward, log_p = -log_p[:b] - log_not[b:], log_p[:b]
+    elif c.variant == "preserve":
+        log_p, log_not = losses.log_prob(apply_fn(variables, perturbed(masks, hard)), targets)
+        reward = -log_p
     else:
-        keep = masks if c.variant == "preserve" else 1 - masks
-        log_p, log_not = losses.log_prob(apply_fn(variables, pyramid.apply_mask(pyr, keep)), targets)
-        reward = -log_p if c.variant == "preserve" else -log_not
+        log_p, log_not = losses.log_prob(apply_fn(variables, perturbed(1 - masks, None if hard is None else 1 - hard)),
+                                         targets)
+        reward = -log_not
     reward = c.reward_weight * reward
     weight = c.area_weight * jnp.power(jnp.float32(c.area_growth), iteration.astype(jnp.float32))
     if problem.method == "ep2d":
@@ -143,7 +171,7 @@ def _advance(state: LoopState, targets_g: AreaTargets, variables, pyr, targets, 
     optimizer = _optimizer(problem)
     energy = functools.partial(_energy, apply_fn=apply_fn, problem=problem, variables=variables, pyr=pyr,
                                targets=targets)
-    group_grads = jax.vmap(jax.grad(energy, has_aux=True), in_axes=(0, 0, 0, 0, None))
+    group_grads = jax.vmap(jax.grad(energy, has_aux=True), in_axes=(0, 0, 0, 0, 0, None))
 
     def body(state: LoopState, _):
         grads, terms = group_grads(state.seeds, *targets_g, state.iteration)
@@ -295,6 +323,26 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
     history = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     return (evaluation(with_masks=True), history, _probability(variables, videos, targets, apply_fn=apply_fn),
             snapshots)
+
+
+def iteration_runner(apply_fn: Callable[..., jax.Array], problem: Problem, area: float, variables: Any,
+                     videos: jax.Array, targets: jax.Array) -> Callable[[], jax.Array]:
+    """One area's optimisation as a callable that advances it by one iteration per call (for timing).
+
+    Each call runs one compiled iteration (the first compiles) and returns the seeds ``1 x B x T x h x w``.
+    """
+    config = problem.config
+    b, t = videos.shape[:2]
+    pyr = _pyramid(videos, num_levels=config.num_levels, max_blur=config.max_blur, kind=config.perturbation)
+    per_area = area_targets(problem.method, (area,), t, problem.geometry, jax.random.key(0))
+    states = [_init(jnp.ones((1, b, t, *problem.geometry.seed_shape), jnp.float32), problem=problem)]
+
+    def advance() -> jax.Array:
+        states[0], _ = _advance(states[0], per_area, variables, pyr, targets, apply_fn=apply_fn, problem=problem,
+                                length=1)
+        return states[0].seeds
+
+    return advance
 
 
 def compile_iteration(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[float, ...], variables: Any,
