@@ -94,7 +94,7 @@ def main(argv: list[str]) -> None:
     _processes.start()
 
     from vjx import data, pipeline
-    from vjx.pipeline import evaluate, processes
+    from vjx.pipeline import evaluate, methods, processes
 
     clips = tuple(data.list_videos(_VIDEOS_DIR.value)) if _VIDEOS_DIR.value else ()
     pairs = tuple(data.list_videos(_PAIRS.value)) if _PAIRS.value else ()

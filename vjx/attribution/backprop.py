@@ -19,7 +19,6 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from vjx.attribution import _stepping
 from vjx.attribution._common import check_inputs, resolve_model

@@ -49,7 +49,7 @@ from vjx.pipeline import processes, report, table
 from vjx.pipeline.cases import Case, clip_cases, load, pair_cases, spatial_cases
 from vjx.pipeline.files import OutputWriter, csv_bytes, file_stem, json_bytes
 from vjx.pipeline import methods
-from vjx.pipeline.methods import METHODS, any_model_names
+from vjx.pipeline.methods import any_model_names
 from vjx.pipeline.progress import say
 from vjx.pipeline.request import Request, Resolved, load_model, resolve
 from vjx.pipeline.resume import finished_rows, rows_bytes
