@@ -107,7 +107,8 @@ def main(argv: list[str]) -> None:
         print(f"Running on CPU: {_METHOD.value} explains area {', '.join(map(str, areas))} only with the "
               f"{schedule} schedule, to finish in minutes; give --perturb_area (e.g. 0.01,0.02,0.05,0.1,0.15,0.2) "
               "for more.", flush=True)
-    if input_size is not None and _MODEL.value in model_names() and input_size < get_spec(_MODEL.value).crop:
+    if (input_size is not None and not _RANDOM.value and _MODEL.value in model_names()
+            and input_size < get_spec(_MODEL.value).crop):
         print(f"Warning: --input_size {input_size} is below {_MODEL.value}'s own "
               f"{get_spec(_MODEL.value).crop} px; pretrained models do not recognise clips at that size, so the "
               "explanations may explain nothing.", flush=True)
