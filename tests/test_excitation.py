@@ -279,3 +279,17 @@ def test_each_method_refuses_the_models_it_cannot_explain(tiny, tiny_rnn):
         assert caught.value.argument == "method"
     assert methods.get("excitation_backprop_rnn").applies_to(get_spec("vgg16lstm"))
     assert all(methods.get("eb").applies_to(get_spec(m)) for m in ("i3d", "r3d", "mc3", "r2plus1d", "tsm"))
+
+
+def test_the_pipeline_runs_them_on_a_cnn(planted, planted_videos, tmp_path):
+    """The registry entries through a run (the planted model: a CNN; its spec names no
+    excitation_layer, so contrastive EB reads its map at the Grad-CAM layer, where the contrast is)."""
+    from vjx import pipeline
+
+    for method in ("eb", "contrastive_excitation_backprop"):
+        out = tmp_path / method
+        summary = pipeline.explain(pipeline.Request(videos=tuple(planted_videos[:1]), method=method, batch_size=1,
+                                                    output_dir=str(out), progress=False), model=planted)
+        maps = np.load(out / "abseiling-full.npz")["maps"]
+        assert summary["config"]["layer"] == "features" and maps.shape == (1, 8, 32, 32)
+        assert 0 <= maps.min() and maps.max() <= 1
