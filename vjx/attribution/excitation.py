@@ -155,7 +155,8 @@ class ExcitationRnnConfig:
 # --- the rules as custom VJPs ---------------------------------------------------------------------
 
 def _linear_rule(linear):
-    """``rule(x, weights, y) = y`` whose backward maps P_out to ``x * vjp(linear(., weights))(P_out / (linear(x) + eps))``.
+    """``rule(x, weights, y) = y``, whose backward maps P_out to
+    ``x * vjp(linear(., weights))(P_out / (linear(x, weights) + eps))``.
 
     ``linear(x, weights)`` must be linear in ``x`` with non-negative weights (they are made so by
     the caller); ``y`` is the layer's ordinary output, which the forward pass returns unchanged.
@@ -230,19 +231,22 @@ def _rules(negate: tuple[str, ...] | None = None, capture: dict | None = None):
         module = context.module
         if context.method_name != "__call__":
             return y
+        # The ordinary output is a constant to the backward pass: only the rule sends P down (without
+        # stop_gradient, XLA would also transpose every layer on zeros, and constant-fold some).
+        y_value = jax.lax.stop_gradient(y)
         if isinstance(module, _LINEAR):
             x = args[0]
-            kernel = module.get_variable("params", "kernel").astype(x.dtype)
+            kernel = jax.lax.stop_gradient(module.get_variable("params", "kernel").astype(x.dtype))
             if negate is not None and module.path == negate:
                 kernel = -kernel
             linear = _conv_linear(module, x) if isinstance(module, layers.Conv) else _dense_linear
-            y = _linear_rule(linear)(x, jnp.maximum(kernel, 0.0), y)
+            y = _linear_rule(linear)(x, jnp.maximum(kernel, 0.0), y_value)
         elif isinstance(module, layers.AvgPool):
-            y = _linear_rule(lambda a, _: _pool(module, a))(args[0], (), y)
+            y = _linear_rule(lambda a, _: _pool(module, a))(args[0], (), y_value)
         elif isinstance(module, layers.Add):
-            y = _sum_rule(tuple(args), y)
+            y = _sum_rule(tuple(args), y_value)
         elif isinstance(module, nn.BatchNorm):
-            y = _pass_through(args[0], y)
+            y = _pass_through(args[0], y_value)
         if capture is not None and module.path in capture:
             capture[module.path] = y
         return y
@@ -251,10 +255,18 @@ def _rules(negate: tuple[str, ...] | None = None, capture: dict | None = None):
 
 
 def _pool(module: layers.AvgPool, x: jax.Array) -> jax.Array:
-    """``module``'s average pool as a plain function (its rule re-evaluates it in the backward pass)."""
+    """``module``'s average pool as a plain function (its rule re-evaluates it in the backward pass).
+
+    A window is summed as shifted slices, one axis at a time: the same values as ``nn.avg_pool``,
+    and a gradient that XLA:CPU compiles at once (reduce_window's transpose took it 25 s of
+    constant folding on I3D's head).
+    """
     if module.window is None:
         return jnp.mean(x, axis=module.axes)
-    return nn.avg_pool(x, module.window, strides=(1,) * len(module.window), padding="VALID")
+    for axis, k in enumerate(module.window, start=1):
+        out = x.shape[axis] - k + 1
+        x = sum(jax.lax.slice_in_dim(x, j, j + out, axis=axis) for j in range(k)) / k
+    return x
 
 
 def _linear_paths(apply_fn, variables, x) -> list[tuple[str, ...]]:
