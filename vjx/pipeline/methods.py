@@ -203,9 +203,11 @@ def get(name: str) -> Method:
 
 def any_model_names() -> tuple[str, ...]:
     """The methods every model can be explained with (not those needing a prototype model, a
-    transformer's attention or a recurrent model)."""
+    transformer's attention, a CNN's layers or a recurrent model: excitation backprop and EB-R
+    are named when wanted)."""
     return tuple(name for name, method in METHODS.items()
-                 if not (method.needs_prototype_model or method.needs_attention or method.entry.needs_recurrent))
+                 if not (method.needs_prototype_model or method.needs_attention or method.entry.needs_cnn
+                         or method.entry.needs_recurrent))
 
 
 def extremal_names() -> tuple[str, ...]:
