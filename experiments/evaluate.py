@@ -47,8 +47,8 @@ _GAP = flags.DEFINE_integer("spatial_gap", 0, "Pixels of the model's mean colour
 _ANNOTATIONS = flags.DEFINE_string("annotations", None, "CSV of boxes per frame and segments per video of the "
                                    "real clips (header video,kind,start,stop,x0,y0,x1,y1).")
 _METHODS = flags.DEFINE_list("methods", None, "Methods to compare, comma separated (default: all of "
-                             f"{registry.describe()}, but those that need a prototype model or a video "
-                             "transformer's attention).")
+                             f"{registry.describe()}, but those that need a prototype model, a video "
+                             "transformer's attention or one kind of network: the excitation backprop family).")
 _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or a registry name).")
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun, "
                                "epic-kitchens-verb (tsm), ucf101-24 or ucf101 (vgg16lstm).")

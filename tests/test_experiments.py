@@ -159,6 +159,8 @@ BAD_EXPLAIN = {
     "corrupt image": (["--videos_dir", "{corrupt}"], "00003.png"),
     "unknown method": (["--vis_method", "lime"], "--vis_method 'lime'"),
     "no RISE masks": (["--vis_method", "rise", "--num_masks", "0"], "--num_masks must be a whole number"),
+    "EB-R on a 3-D CNN": (["--vis_method", "excitation_backprop_rnn"], "--vis_method 'excitation_backprop_rnn' "
+                          "explains only the recurrent vgg16lstm, not i3d"),
     "area above 1": (["--perturb_area", "0.1,1.5"], "--perturb_area 1.5"),
     "area not a number": (["--perturb_area", "big"], "--perturb_area"),
     "unknown flag": (["--areas", "0.1"], "areas"),

@@ -284,8 +284,9 @@ def test_the_method_table_declares_every_method():
     assert "prototype_activation" in methods.METHODS
     assert "prototype_activation" not in methods.any_model_names()
     assert [name for name, m in methods.METHODS.items() if not m.applies_to(PLANTED_SPEC)] == [
-        "attention_rollout", "attention_relevance"]
-    assert not set(methods.any_model_names()) & {"attention_rollout", "attention_relevance"}
+        "excitation_backprop_rnn", "attention_rollout", "attention_relevance"]
+    assert not set(methods.any_model_names()) & {"attention_rollout", "attention_relevance", "excitation_backprop",
+                                                 "contrastive_excitation_backprop", "excitation_backprop_rnn"}
     for name, method in methods.METHODS.items():
         config = method.make_config(pipeline.Request(videos=(), areas=(0.1, 0.2), num_iter=5), PLANTED_SPEC)
         assert method.name == name and callable(method.function)

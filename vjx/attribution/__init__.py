@@ -9,6 +9,9 @@ from vjx.attribution.backprop import (Attribution, GradientConfig, IntegratedGra
 from vjx.attribution.attention import AttentionConfig, attention_relevance, attention_rollout
 from vjx.attribution.gradcam import (GradCamConfig, grad_cam, grad_cam_plus_plus, layer_cam, saliency_tubes,
                                      xgrad_cam)
+from vjx.attribution.excitation import (ContrastiveExcitationConfig, ExcitationConfig, ExcitationRnnConfig,
+                                        contrastive_excitation_backprop, excitation_backprop,
+                                        excitation_backprop_rnn)
 from vjx.attribution.removal import OcclusionConfig, RiseConfig, occlusion, rise
 from vjx.attribution.scorecam import ScoreCamConfig, score_cam
 from vjx.attribution.extremal import (ExtremalConfig, ExtremalResult, ep2d, ep3d, ep3d_temporal_smoothing,

@@ -18,7 +18,7 @@ import dataclasses
 from typing import Any, Callable
 
 from vjx import prototypes
-from vjx.attribution import attention, backprop, extremal, gradcam, removal, scorecam
+from vjx.attribution import attention, backprop, excitation, extremal, gradcam, removal, scorecam
 from vjx.errors import ArgumentError
 
 MAP = "map"        # one per-voxel map per video: an Attribution, maps B x T x H x W
@@ -45,6 +45,10 @@ class Entry:
       needs_prototype_model: True if the method only explains a ``vjx.prototypes.PrototypeModel``.
       needs_attention: True if the method reads a video transformer's attention maps (the model's
         spec has ``attention``); it does not apply to the CNNs.
+      needs_cnn: True if the method's rules are those of a convolutional network's layers (excitation
+        backprop): it applies to the 3-D CNNs, not to a transformer nor to the recurrent model.
+      needs_recurrent: True if the method explains only a recurrent model (the spec's ``recurrent``:
+        VGG16-LSTM), as EB-R does.
       title: the method as the paper and its readers name it (figure titles, console); None: ``name``.
       setting: a numeric ``config_type`` field that a name's ``@value`` suffix sets, so that the
         method at several values is several methods (separate rows in sweeps and evaluations):
@@ -61,6 +65,8 @@ class Entry:
     setting: str | None = None
     needs_prototype_model: bool = False
     needs_attention: bool = False
+    needs_cnn: bool = False
+    needs_recurrent: bool = False
     title: str | None = None
 
     def __post_init__(self):
@@ -125,6 +131,19 @@ def _cam(function, title: str) -> Entry:
                  title=title)
 
 
+def _excitation_config(settings, spec) -> excitation.ExcitationConfig:
+    return excitation.ExcitationConfig(layer=spec.gradcam_layer)
+
+
+def _contrastive_excitation_config(settings, spec) -> excitation.ContrastiveExcitationConfig:
+    return excitation.ContrastiveExcitationConfig(layer=spec.excitation_layer or spec.gradcam_layer,
+                                                  contrast_layer=spec.gradcam_layer)
+
+
+def _excitation_rnn_config(settings, spec) -> excitation.ExcitationRnnConfig:
+    return excitation.ExcitationRnnConfig(layer=spec.gradcam_layer)
+
+
 def _extremal_config(settings, spec) -> extremal.ExtremalConfig:
     """The areas and schedule; the iterations written out (the schedule's if not given), so that
     summaries say them."""
@@ -157,6 +176,15 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("rise", removal.rise, removal.RiseConfig, MAP, _rise_config, scores_unclipped=True, title="RISE"),
     Entry("occlusion", removal.occlusion, removal.OcclusionConfig, MAP, _occlusion_config, scores_unclipped=True,
           title="Occlusion"),
+    # Excitation backprop (Zhang et al. 2016): "eb" is the follow-up code's --vis_method; EB-R
+    # (Bargal et al. 2018) for the recurrent VGG16-LSTM.
+    Entry("excitation_backprop", excitation.excitation_backprop, excitation.ExcitationConfig, MAP,
+          _excitation_config, ("eb",), scores_unclipped=True, needs_cnn=True, title="Excitation backprop"),
+    Entry("contrastive_excitation_backprop", excitation.contrastive_excitation_backprop,
+          excitation.ContrastiveExcitationConfig, MAP, _contrastive_excitation_config, scores_unclipped=True,
+          needs_cnn=True, title="Contrastive excitation backprop"),
+    Entry("excitation_backprop_rnn", excitation.excitation_backprop_rnn, excitation.ExcitationRnnConfig, MAP,
+          _excitation_rnn_config, scores_unclipped=True, needs_recurrent=True, title="EB-R"),
     _extremal(extremal.ep2d, "2D-EP (each frame held to the area)", "2d_ep"),
     _extremal(extremal.ep3d, "3D-EP", "3d_ep"),
     _extremal(extremal.step, "STEP (spatio-temporal extremal perturbation)"),

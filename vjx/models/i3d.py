@@ -134,7 +134,7 @@ class InceptionI3d(nn.Module):
                 x = same_max_pool(x, *POOLS[name])
             x = layers.tap(self, name.lower(), Mixed(widths, self.batch_norm_epsilon, name=name)(x, train))
         window = tuple(min(k, n) for k, n in zip(HEAD_POOL, x.shape[1:4]))
-        x = nn.avg_pool(x, window, strides=(1, 1, 1), padding="VALID")
+        x = layers.AvgPool(window=window, name="avg_pool")(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = layers.Conv(self.num_classes, (1, 1, 1), use_bias=True, name="logits")(x)
         return x.mean(axis=(1, 2, 3))
@@ -148,7 +148,7 @@ def i3d(num_classes: int = 400, batch_norm_epsilon: float = DEEPMIND_BN_EPSILON)
 FAMILY = Family(
     specs=(ModelSpec(name="i3d", module_path="vjx.models.i3d:i3d", num_frames=16, resize=256, crop=224,
                      mean=SYMMETRIC_MEAN, std=SYMMETRIC_STD, label_set="kinetics400", num_classes=400,
-                     gradcam_layer="mixed_5c", ep_sigma=23.0,
+                     gradcam_layer="mixed_5c", ep_sigma=23.0, excitation_layer="mixed_4f",
                      settings={"batch_norm_epsilon": DEEPMIND_BN_EPSILON}),),
     layouts={"pytorch_i3d": {"batch_norm_epsilon": DEEPMIND_BN_EPSILON},
              "kinetics_i3d_pytorch": {"batch_norm_epsilon": TORCH_BN_EPSILON}},

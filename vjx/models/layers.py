@@ -200,3 +200,35 @@ def tap(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
         x = module.perturb(name, x)
     module.sow("intermediates", name, x)
     return x
+
+
+class Add(nn.Module):
+    """``sum(inputs)``: a residual sum as a module (no parameters), so that attribution rules that
+    treat a sum specially (:mod:`vjx.attribution.excitation`) can find it with
+    ``flax.linen.intercept_methods``; otherwise exactly ``+``."""
+
+    @nn.compact
+    def __call__(self, *inputs: jax.Array) -> jax.Array:
+        total = inputs[0]
+        for x in inputs[1:]:
+            total = total + x
+        return total
+
+
+class AvgPool(nn.Module):
+    """Average pooling as a module (no parameters), for the same reason as :class:`Add`.
+
+    Attributes:
+      axes: with ``window`` None, the mean over these axes (a global pool; torch's adaptive average
+        pool to size 1), which are dropped.
+      window: a VALID, stride-1 window over the spatial axes of ``B x *spatial x C`` (``nn.avg_pool``).
+    """
+
+    axes: tuple[int, ...] = ()
+    window: tuple[int, ...] | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.window is None:
+            return jnp.mean(x, axis=self.axes)
+        return nn.avg_pool(x, self.window, strides=(1,) * len(self.window), padding="VALID")

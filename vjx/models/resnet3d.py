@@ -27,9 +27,8 @@ import functools
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from vjx.models.layers import TORCH_BN_EPSILON, Conv, tap
+from vjx.models.layers import TORCH_BN_EPSILON, Add, AvgPool, Conv, tap
 from vjx.models.spec import KINETICS_MEAN, KINETICS_STD, Family, ModelSpec
 
 # variant -> (stem, convolution kind of each of the four stages)
@@ -134,7 +133,7 @@ class BasicBlock(nn.Module):
         if self.stride != 1 or in_planes != self.features:
             t_stride = 1 if self.kind == "no_temporal" else self.stride
             x = Downsample(self.features, (t_stride, self.stride, self.stride), eps, name="downsample")(x, train)
-        return nn.relu(y + x)
+        return nn.relu(Add(name="add")(y, x))
 
 
 class VideoResNet(nn.Module):
@@ -175,7 +174,7 @@ class VideoResNet(nn.Module):
                 stride = 2 if i > 0 and b == 0 else 1
                 x = BasicBlock(kind, width, stride, eps, name=f"layer{i + 1}_{b}")(x, train)
             x = tap(self, f"layer{i + 1}", x)
-        x = jnp.mean(x, axis=(1, 2, 3))
+        x = AvgPool(axes=(1, 2, 3), name="avgpool")(x)
         return nn.Dense(self.num_classes, name="fc")(x)
 
 
@@ -187,7 +186,8 @@ r2plus1d_18 = functools.partial(VideoResNet, "r2plus1d_18")
 FAMILY = Family(
     specs=tuple(ModelSpec(name=name, module_path=f"vjx.models.resnet3d:{name}", num_frames=16, resize=128, crop=112,
                           mean=KINETICS_MEAN, std=KINETICS_STD, label_set="kinetics400", num_classes=400,
-                          gradcam_layer="layer4", ep_sigma=11.0, settings={"batch_norm_epsilon": TORCH_BN_EPSILON})
+                          gradcam_layer="layer4", ep_sigma=11.0, excitation_layer="layer3",
+                          settings={"batch_norm_epsilon": TORCH_BN_EPSILON})
                 for name in VARIANTS),
     layouts={"torchvision_video_resnet": {}},
     converter="weight_conversion.resnet3d",

@@ -49,6 +49,10 @@ class ModelSpec:
       attention: how the module's sown attention maps mix its tokens: ``"joint"`` (VideoMAE),
         ``"divided"`` (TimeSformer), or ``""`` for a model without attention (see
         :mod:`vjx.attribution.attention`).
+      excitation_layer: the tap where contrastive excitation backprop reads its map, below its
+        contrast layer (``gradcam_layer``); empty: ``gradcam_layer`` itself.
+      recurrent: the model runs a recurrent network over per-frame features (VGG16-LSTM): excitation
+        backprop explains it with EB-R, not with the 3-D CNNs' rules.
     """
 
     name: str
@@ -65,6 +69,8 @@ class ModelSpec:
     settings: Mapping[str, Any] = FrozenDict()
     class_names: tuple[str, ...] = ()
     attention: str = ""
+    excitation_layer: str = ""
+    recurrent: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "settings", FrozenDict(self.settings))

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vjx.models.layers import TORCH_BN_EPSILON, Conv, max_pool, tap
+from vjx.models.layers import TORCH_BN_EPSILON, Add, AvgPool, Conv, max_pool, tap
 from vjx.models.spec import IMAGENET_MEAN, IMAGENET_STD, Family, ModelSpec
 
 FOLD_DIV = 8
@@ -72,7 +72,7 @@ class Bottleneck(nn.Module):
             shortcut = x[:, ::self.stride, ::self.stride]
             x = _batch_norm("downsample_1", train, eps)(
                 Conv(self.width * EXPANSION, (1, 1), name="downsample_0")(shortcut))
-        return nn.relu(y + x)
+        return nn.relu(Add(name="add")(y, x))
 
 
 class TSM(nn.Module):
@@ -109,7 +109,7 @@ class TSM(nn.Module):
                 y = Bottleneck(width, stride if i == 0 else 1, downsample=i == 0,
                                batch_norm_epsilon=self.batch_norm_epsilon, name=f"layer{stage}_{i}")(y, t, train)
             y = tap(self, f"layer{stage}", y.reshape((b, t) + y.shape[1:])).reshape(y.shape)
-        y = jnp.mean(y, axis=(1, 2))
+        y = AvgPool(axes=(1, 2), name="avgpool")(y)
         y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
         logits = nn.Dense(self.num_classes, name="new_fc")(y)
         return logits.reshape(b, t, -1).mean(axis=1)
@@ -121,7 +121,8 @@ tsm_resnet50 = TSM      # the only variant: ResNet-50 with temporal shifts
 FAMILY = Family(
     specs=(ModelSpec(name="tsm_resnet50", module_path="vjx.models.tsm:tsm_resnet50", num_frames=8, resize=256,
                      crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, label_set="kinetics400", num_classes=400,
-                     gradcam_layer="layer4", ep_sigma=23.0, settings={"batch_norm_epsilon": TORCH_BN_EPSILON}),),
+                     gradcam_layer="layer4", ep_sigma=23.0, excitation_layer="layer3",
+                     settings={"batch_norm_epsilon": TORCH_BN_EPSILON}),),
     layouts={"tsm": {}, "tsm_epic": {}},
     converter="weight_conversion.tsm",
     twin="vjx.torch_reference.tsm",

@@ -101,7 +101,7 @@ def vgg16lstm(num_classes: int = 24, **settings) -> VGG16LSTM:
 FAMILY = Family(
     specs=(ModelSpec(name="vgg16lstm", module_path="vjx.models.vgg16lstm:vgg16lstm", num_frames=8, resize=240,
                      crop=224, mean=VGG16LSTM_MEAN, std=(1 / 255,) * 3, label_set="ucf101-24", num_classes=24,
-                     gradcam_layer="conv5", ep_sigma=23.0),),
+                     gradcam_layer="conv5", ep_sigma=23.0, recurrent=True),),
     layouts={"vgg16lstm": {}},
     converter="weight_conversion.vgg16lstm",
     twin="vjx.torch_reference.vgg16lstm",

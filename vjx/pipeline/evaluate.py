@@ -70,7 +70,7 @@ class Evaluation:
         clips (may be empty when ``pairs`` is given); its ``method`` is not used.
       methods: method names or aliases (:mod:`vjx.attribution.registry`), in the table's order; rows
         and the table use the canonical names (default: every method a plain model can use, i.e. not
-        the prototype or attention methods).
+        the prototype, attention or excitation backprop methods, which apply to one kind of model).
       pairs: labelled clips whose joined pairs make the temporal test (empty: none).
       spatial_pairs: labelled clips whose side-by-side pairs make the spatial test (empty: none).
       spatial_gap: columns of the model's mean colour between a spatial pair's clips (0: none).

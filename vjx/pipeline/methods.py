@@ -14,7 +14,9 @@ name.
 The canonical names are those of the ``vjx.attribution`` functions; the original toolkit's
 ``--vis_method`` values are their aliases (``methods.get("3d_ep").name == "ep3d"``).
 ``prototype_activation`` (HIPE's map) needs a trained ``vjx.prototypes.PrototypeModel``; the
-attention methods (``attention_rollout``, ``attention_relevance``) need a video transformer.
+attention methods (``attention_rollout``, ``attention_relevance``) need a video transformer;
+excitation backprop and its contrastive variant need a CNN (not the recurrent model), and EB-R
+(``excitation_backprop_rnn``) the recurrent VGG16-LSTM.
 """
 from __future__ import annotations
 
@@ -98,8 +100,23 @@ class Method:
         return self.entry.needs_attention
 
     def applies_to(self, spec: ModelSpec) -> bool:
-        """Whether the method can explain the model of ``spec`` (the attention methods: transformers only)."""
-        return bool(spec.attention) or not self.needs_attention
+        """Whether the method can explain the model of ``spec`` (the attention methods: transformers
+        only; excitation backprop: CNNs; EB-R: the recurrent model)."""
+        return self.refusal(spec) is None
+
+    def refusal(self, spec: ModelSpec) -> str | None:
+        """Why the method cannot explain the model of ``spec`` (the rest of a sentence that starts
+        with the method's name), or None if it can."""
+        if self.needs_attention and not spec.attention:
+            return f"reads attention maps, which {spec.name} does not have; use it with videomae or timesformer"
+        if self.entry.needs_recurrent and not spec.recurrent:
+            return (f"explains only the recurrent vgg16lstm, not {spec.name}; use excitation_backprop or "
+                    "contrastive_excitation_backprop")
+        if self.entry.needs_cnn and spec.attention:
+            return f"needs a convolutional network and {spec.name} is a video transformer"
+        if self.entry.needs_cnn and spec.recurrent:
+            return f"applies to the 3-D CNNs; explain the recurrent {spec.name} with excitation_backprop_rnn (EB-R)"
+        return None
 
     @property
     def extremal(self) -> bool:
@@ -185,10 +202,12 @@ def get(name: str) -> Method:
 
 
 def any_model_names() -> tuple[str, ...]:
-    """The methods every model can be explained with (not those needing a prototype model or a
-    transformer's attention)."""
+    """The methods every model can be explained with (not those needing a prototype model, a
+    transformer's attention, a CNN's layers or a recurrent model: excitation backprop and EB-R
+    are named when wanted)."""
     return tuple(name for name, method in METHODS.items()
-                 if not (method.needs_prototype_model or method.needs_attention))
+                 if not (method.needs_prototype_model or method.needs_attention or method.entry.needs_cnn
+                         or method.entry.needs_recurrent))
 
 
 def extremal_names() -> tuple[str, ...]:

@@ -203,9 +203,9 @@ def resolve(request: Request, model: Model | None = None) -> Resolved:
                 raise ArgumentError("dataset", f"{request.dataset!r} has no head on {spec.name}; use "
                                     f"{' or '.join(named)}")
             spec = spec.with_label_set(label_set)
-    if not method.applies_to(spec):
-        raise ArgumentError("method", f"{method.name!r} reads attention maps, which {spec.name} does not have; "
-                            "use it with videomae or timesformer")
+    refusal = method.refusal(spec)
+    if refusal is not None:
+        raise ArgumentError("method", f"{method.name!r} {refusal}")
     weights = Weights("given", model=model) if model is not None else _choose_weights(request, spec)
     if request.input_size is not None:
         if request.input_size < MIN_INPUT_SIZE:
