@@ -148,6 +148,37 @@ def test_straight_through_forward_sees_the_hard_mask():
     assert recorded != pytest.approx(float(r.snapshots[1].probabilities[0, 0]), rel=1e-3)
 
 
+def test_sharpen_keeps_the_order_and_the_ends():
+    """The late-run sharpening is strictly increasing (the hard mask stays the same), maps 0 and 1
+    to themselves, is nearly the identity at a small slope and nearly a step at a large one."""
+    values = jnp.linspace(0.0, 1.0, 101)
+    for slope in (0.01, 4.0, 20.0):
+        out = np.asarray(loop.sharpen(values, jnp.float32(slope)))
+        assert np.all(np.diff(out) > 0)
+        np.testing.assert_allclose(out[[0, -1]], [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(loop.sharpen(values, jnp.float32(0.0)), values, atol=1e-4)
+    step = np.asarray(loop.sharpen(values, jnp.float32(20.0)))
+    assert step[values < 0.35].max() < 0.05 and step[values > 0.65].min() > 0.95
+
+
+def test_masks_are_sharpened_from_sharpen_from_on():
+    """The generator's masks pass unchanged before ``sharpen_from``, then through ``sharpen`` with a
+    slope growing to ``sharpness`` at the last iteration, which the returned masks also get."""
+    config, geometry = resolve("ep3d", ExtremalConfig(areas=(0.1,), schedule="native", seed_spacing=STEP, sigma=SIGMA,
+                                                       sharpen_from=0.5, sharpness=20.0), 4, 32, 32)
+    problem = loop.Problem.of("ep3d", geometry, config)
+    seeds = jax.random.uniform(jax.random.PRNGKey(0), (1, 4, *geometry.seed_shape))
+    plain, _ = loop.mask.generate(seeds, geometry)
+    before, _ = loop.masks_from_seeds(seeds, problem, jnp.int32(29))
+    np.testing.assert_array_equal(before, plain)
+    last, _ = loop.masks_from_seeds(seeds, problem, jnp.int32(59))
+    final, _ = loop.masks_from_seeds(seeds, problem)
+    np.testing.assert_allclose(last, loop.sharpen(plain, jnp.float32(20.0)), atol=1e-6)
+    np.testing.assert_allclose(final, last, atol=1e-6)
+    middle, _ = loop.masks_from_seeds(seeds, problem, jnp.int32(45))
+    assert 0 < np.abs(np.asarray(middle) - np.asarray(plain)).max() < np.abs(np.asarray(last) - np.asarray(plain)).max()
+
+
 def test_3d_ep_leaves_the_frames_without_evidence_empty(found):
     masks = np.asarray(found["ep3d"].masks[0, 0])
     assert masks[[0, 1, 2, 13, 14, 15]].max() < 0.05

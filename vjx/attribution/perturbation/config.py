@@ -41,6 +41,10 @@ class Schedule:
         while the gradient flows through the soft mask (straight through); 1 = never.
       warm_start: the starting seeds: ``"none"`` (all ones, the original's) or a map whose top
         cells start at 1 and the rest at 0 (see :data:`WARM_STARTS`).
+      sharpen_from, sharpness: from this fraction of the run on, the generator's masks pass through
+        a normalised sigmoid around 0.5 whose slope grows linearly to ``sharpness`` at the last
+        iteration (see :func:`vjx.attribution.perturbation.loop.sharpen`); the losses, the
+        perturbation and the returned masks all use the sharpened mask. 0 = never.
     """
 
     num_iter: int
@@ -53,6 +57,8 @@ class Schedule:
     scales_with_length: bool
     hard_from: float = 1.0
     warm_start: str = "none"
+    sharpen_from: float = 1.0
+    sharpness: float = 0.0
 
     def weights(self, num_iter: int, method: str) -> tuple[int, float]:
         """``(step_start, area_growth)`` of ``method`` for a run of ``num_iter`` iterations."""
@@ -114,6 +120,7 @@ class ExtremalConfig:
       temporal_sigma: seed smoothing over time in frames (``ep3d_temporal_smoothing`` only).
       hard_from: None = the schedule's (see :class:`Schedule`).
       warm_start: None = the schedule's; one of :data:`WARM_STARTS`.
+      sharpen_from, sharpness: None = the schedule's (see :class:`Schedule`).
       extremal_bound: the probability a hard mask must keep to count in Eq. 3; None = the
         unperturbed one.
       area_batch: areas optimised side by side (vmapped); groups of them take turns. None = all at
@@ -145,6 +152,8 @@ class ExtremalConfig:
     temporal_sigma: float = DEFAULT_TEMPORAL_SIGMA
     hard_from: float | None = None
     warm_start: str | None = None
+    sharpen_from: float | None = None
+    sharpness: float | None = None
     extremal_bound: float | None = None
     area_batch: int | None = None
     iterations_per_call: int | None = None
@@ -209,10 +218,16 @@ def resolve(method: str, config: ExtremalConfig, frames: int, height: int, width
         area_growth=float(config.area_growth if config.area_growth is not None else growth),
         step_start=int(step_start if config.step_start is None else config.step_start),
         hard_from=float(schedule.hard_from if config.hard_from is None else config.hard_from),
-        warm_start=schedule.warm_start if config.warm_start is None else config.warm_start)
+        warm_start=schedule.warm_start if config.warm_start is None else config.warm_start,
+        sharpen_from=float(schedule.sharpen_from if config.sharpen_from is None else config.sharpen_from),
+        sharpness=float(schedule.sharpness if config.sharpness is None else config.sharpness))
     _choice("warm_start", config.warm_start, WARM_STARTS)
     if not 0 <= config.hard_from <= 1:
         raise VjxError(f"config.hard_from must be a fraction of the run in [0, 1], got {config.hard_from!r}")
+    if not 0 <= config.sharpen_from <= 1:
+        raise VjxError(f"config.sharpen_from must be a fraction of the run in [0, 1], got {config.sharpen_from!r}")
+    if not config.sharpness >= 0:
+        raise VjxError(f"config.sharpness must be >= 0 (0: masks are not sharpened), got {config.sharpness!r}")
     _choice("variant", config.variant, VARIANTS)
     _choice("perturbation", config.perturbation, PERTURBATIONS)
     _choice("optimizer", config.optimizer, OPTIMIZERS)

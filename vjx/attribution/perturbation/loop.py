@@ -92,12 +92,38 @@ def temporal_kernel(frames: int, sigma: float) -> np.ndarray:
     return (k / k.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def masks_from_seeds(seeds: jax.Array, problem: Problem) -> tuple[jax.Array, jax.Array]:
-    """Seeds ``B x T x h x w`` -> (cropped ``B x T x H x W``, padded ``B x T x Hp x Wp``) masks."""
+def sharpen(masks: jax.Array, slope: jax.Array) -> jax.Array:
+    """Masks in [0, 1] through a sigmoid of ``slope`` around 0.5, rescaled to map 0 and 1 to themselves.
+
+    Strictly increasing (so the top-``k`` values, the hard mask, do not change); the identity as
+    ``slope`` goes to 0, a step at 0.5 as it grows.
+    """
+    half = 0.5 * jnp.maximum(slope, 1e-3)                  # sigmoid(x) - 1/2 = tanh(x / 2) / 2, stable near 0
+    return 0.5 + 0.5 * jnp.tanh(half * (masks - 0.5)) / jnp.tanh(0.5 * half)
+
+
+def sharpness_at(config: ExtremalConfig, iteration: jax.Array) -> jax.Array:
+    """The sharpening slope at ``iteration``: 0 before ``sharpen_from``, then linear to ``sharpness`` at the end."""
+    start = round(config.sharpen_from * config.num_iter)
+    span = max(config.num_iter - 1 - start, 1)
+    return config.sharpness * jnp.clip((iteration - start + 1) / span, 0.0, 1.0)
+
+
+def masks_from_seeds(seeds: jax.Array, problem: Problem,
+                     iteration: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Seeds ``B x T x h x w`` -> (cropped ``B x T x H x W``, padded ``B x T x Hp x Wp``) masks.
+
+    Sharpened as the schedule asks (:func:`sharpness_at`) at ``iteration``; None = after the last.
+    """
+    c = problem.config
     if problem.method == "ep3d_temporal_smoothing":
-        kernel = jnp.asarray(temporal_kernel(seeds.shape[1], problem.config.temporal_sigma))
+        kernel = jnp.asarray(temporal_kernel(seeds.shape[1], c.temporal_sigma))
         seeds = jnp.einsum("ts,bshw->bthw", kernel, seeds, precision="highest")
-    return mask.generate(seeds, problem.geometry)
+    masks, padded = mask.generate(seeds, problem.geometry)
+    if c.sharpness > 0 and c.sharpen_from < 1:
+        slope = sharpness_at(c, jnp.int32(c.num_iter) if iteration is None else iteration)
+        masks, padded = (jnp.where(slope > 0, sharpen(m, slope), m) for m in (masks, padded))
+    return masks, padded
 
 
 def _optimizer(problem: Problem) -> optax.GradientTransformation:
@@ -121,7 +147,7 @@ def _energy(seeds, kept_values, hard_values, kept_cores, key, iteration, *, appl
     """
     c = problem.config
     b, t = seeds.shape[:2]
-    masks, padded = masks_from_seeds(seeds, problem)
+    masks, padded = masks_from_seeds(seeds, problem, iteration)
     hard = None
     if hard_start(c) < c.num_iter:
         hard = problem.geometry.crop(hard_masks(padded, hard_values, problem.method == "ep2d"))
