@@ -156,9 +156,10 @@ def cost_analysis(method, model, x, targets, config) -> dict:
 
 
 def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
-    """Per area-iteration of the default schedule: the model's forward + input gradient alone, the whole
-    iteration, and the iteration with a model that costs nothing (the mask machinery alone), timed in
-    turn in one run. Every timed iteration includes the straight-through hard-mask pass.
+    """Per area-iteration of the ``native`` schedule (the one for the model's own size): the model's
+    forward + input gradient alone, the whole iteration, and the iteration with a model that costs
+    nothing (the mask machinery alone), timed in turn in one run. Every timed iteration is in the
+    schedule's sharpening phase (its costlier one).
 
     Medians of ``repeats`` calls each, after one call that compiles.
     """
@@ -170,9 +171,7 @@ def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
     from vjx.attribution.perturbation import loop, warm_start
 
     name = method.function.__name__
-    # the default schedule, every timed iteration in its straight-through phase (its costlier one)
-    config = dataclasses.replace(config, schedule=config_module.DEFAULT_SCHEDULE, num_iter=None, area_batch=1,
-                                 hard_from=0.0)
+    config = dataclasses.replace(config, schedule="native", num_iter=None, area_batch=1, sharpen_from=0.0)
     resolved, geometry = config_module.resolve(name, config, *x.shape[1:4], model.spec.ep_sigma)
     problem = loop.Problem.of(name, geometry, resolved)
     area = resolved.areas[len(resolved.areas) // 2]

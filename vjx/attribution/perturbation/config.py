@@ -80,12 +80,13 @@ SCHEDULES: dict[str, Schedule] = {
     "fast": Schedule(num_iter=200, optimizer="adam", learning_rate=0.1, lr_decay="cosine", step_start=10,
                      area_growth=100 ** (1 / 200), step_area_growth=100 ** (1 / 200), scales_with_length=True),
     # vjx's for the model's own input size in minutes: 60 iterations, the area weight growing x10^4 over
-    # the run (x100 left masks at twice the area after 60), the model seeing the hard mask (straight
-    # through) in the second half so that the top-a hard mask is what gets optimised. Measured on one
-    # recognised clip so far (BENCHMARKS.md): converged, hard mask 0.6x the soft mask's probability.
+    # the run (x100 left masks at twice the area after 60), and from 30% of the run on the masks pass
+    # through a sigmoid around 0.5 whose slope grows to 100, so that by the end the model and the
+    # losses see a near-binary mask and its top-a hard mask keeps what the soft one keeps (measured on
+    # real clips in BENCHMARKS.md, "Native resolution").
     "native": Schedule(num_iter=60, optimizer="adam", learning_rate=0.1, lr_decay="cosine", step_start=3,
                        area_growth=1e4 ** (1 / 60), step_area_growth=1e4 ** (1 / 60), scales_with_length=True,
-                       hard_from=0.5),
+                       sharpen_from=0.3, sharpness=100.0),
 }
 # The starting seeds a schedule may use: all ones, or the top cells of the input-gradient magnitude.
 WARM_STARTS = ("none", "gradient")
