@@ -353,6 +353,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow   # two coordinated processes (~55 s)
 def test_two_processes_share_the_videos_and_merge_one_table(planted, clips, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     port = _free_port()

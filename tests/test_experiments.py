@@ -128,6 +128,7 @@ def test_parity_end_to_end(videos, tmp_path):
     assert measured["grad_cosine"] > 0.9999 and measured["gradcam_corr"] > 0.999
 
 
+@pytest.mark.slow   # three script runs with torch beside (~65 s)
 def test_benchmark_end_to_end(tmp_path):
     pytest.importorskip("torch")
     report = tmp_path / "bench.json"
@@ -200,6 +201,7 @@ def labelled(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow   # every case kind through the script (~70 s)
 def test_evaluate_end_to_end_then_resume(labelled, tmp_path):
     out = tmp_path / "evaluate"
     truth = tmp_path / "truth.csv"

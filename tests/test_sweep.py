@@ -93,6 +93,7 @@ print(json.dumps(sweep.run(request, model=planted_model())))
 """
 
 
+@pytest.mark.slow   # a process with four host devices (~15 s)
 def test_sharded_over_four_devices_gives_the_same_rows(planted, planted_videos, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
                XLA_FLAGS="--xla_force_host_platform_device_count=4")

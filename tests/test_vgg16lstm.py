@@ -83,6 +83,7 @@ def test_checkpoint_layout_head_size_and_spec():
     assert wc.checkpoint_spec(state101, spec).label_set == "ucf101"
 
 
+@pytest.mark.slow   # every method compiled on a 224-px net (~40 s)
 def test_every_registry_method_runs_on_it():
     """The contract's promise for a new model: every per-voxel method a plain CNN takes (not the prototype
     or attention ones) and 3D-EP (the other extremal methods share its loop; STEP needs 7+ frames), with
