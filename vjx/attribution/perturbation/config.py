@@ -101,7 +101,8 @@ class ExtremalConfig:
     Attributes:
       areas: preserved-area ratios in (0, 1), each optimised on its own.
       schedule: a name of :data:`SCHEDULES`: ``"original"`` (the original toolkit's SGD, 2000
-        iterations), ``"fast"`` (Adam, 200) or ``"native"`` (Adam, 60, straight-through hard mask).
+        iterations), ``"fast"`` (Adam, 200) or ``"native"`` (Adam, 60, masks sharpened towards 0/1
+        from 30% of the run).
       num_iter: iterations (None: the schedule's).
       variant: ``"preserve"`` (reward ``-log p``), ``"delete"`` (``-log(1 - p)`` with the mask's
         complement kept) or ``"dual"`` (both summed).
