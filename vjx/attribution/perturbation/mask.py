@@ -151,9 +151,11 @@ def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
     Each pass is written as a sum of whole-array terms, so that XLA fuses it into one loop
     vectorised over the cells: the forward adds one term per tap ``k`` to every pixel, the backward
     (a custom VJP) one term per pixel ``(r, c)`` of the cell to every tap's gradient, after
-    recomputing the denominator in a pass of its own (one fused loop with two outputs ran four times
-    slower than two loops). Neither stores the ``K x cells x s x s`` products. (Reductions over a
-    minor axis of taps or pixels instead run element by element: at 224 px the generator then cost
+    recomputing the denominator in a pass of its own. Neither stores the ``K x cells x s x s``
+    products. (Keeping the forward's denominator for the backward makes it a second output of the
+    forward, and XLA then stores every tap's exponentials instead of fusing the pass: at 224 px the
+    generator's forward + backward took 391 ms that way and 311 ms with the recomputation. Reductions
+    over a minor axis of taps or pixels run element by element: at 224 px the generator then cost
     more than I3D's forward and backward.)
 
     Args:
@@ -173,28 +175,33 @@ def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
         n = out.ndim
         return jnp.transpose(out, (*range(2, n - 2), n - 2, 0, n - 1, 1))
 
-    def sums(windows):                                        # numerator and denominator, s s ... mh mw
+    def pool(windows):                                        # s s ... mh mw
         num = den = 0.0
         for a, e in terms(windows):
             num, den = num + a * e, den + e
-        return num, den
+        return num / den
+
+    def denominator(windows):
+        den = 0.0
+        for _, e in terms(windows):
+            den = den + e
+        return den
 
     @jax.custom_vjp
     def pooled(windows):
-        num, den = sums(windows)
-        return image(num / den)
+        return image(pool(windows))
 
     def forward(windows):
-        num, den = sums(windows)
-        out = num / den
-        return image(out), (windows, out, den)
+        out = pool(windows)
+        return image(out), (windows, out)
 
     def backward(residuals, g):
-        windows, out, den = residuals
+        windows, out = residuals
         n = out.ndim
         # a barrier, so that XLA does not merge the exponentials recomputed here with the forward
         # pass's (it would keep all K x cells x s x s of them in memory between the passes)
         windows = jax.lax.optimization_barrier(windows)
+        den = jax.lax.optimization_barrier(denominator(windows))
         g = jnp.transpose(g, (n - 3, n - 1, *range(n - 4), n - 4, n - 2)) / den      # -> s s ... mh mw
         # d out / d a_k = e_k (1 + COLDNESS (a_k - out)) / den, written as e_k (p + q a_k)
         p, q = g * (1 - COLDNESS * out), COLDNESS * g
