@@ -119,11 +119,21 @@ def test_schedules_fill_the_config_and_scale_with_length():
     assert (step.step_start, step.area_growth) == (101, extremal.SCHEDULES["original"].step_area_growth)
 
 
+def test_step_reward_weight_comes_from_the_schedule():
+    """STEP weighs the reward 1 (the original's) except on the native schedule (100, as 2D/3D-EP do);
+    an explicit reward_weight wins."""
+    weight = {schedule: resolve("step", ExtremalConfig(schedule=schedule), 8, 32, 32)[0].reward_weight
+              for schedule in ("original", "fast", "native")}
+    assert weight == {"original": 1.0, "fast": 1.0, "native": 100.0}
+    assert resolve("ep3d", ExtremalConfig(schedule="original"), 8, 32, 32)[0].reward_weight == 100.0
+    assert resolve("step", ExtremalConfig(schedule="native", reward_weight=3.0), 8, 32, 32)[0].reward_weight == 3.0
+
+
 @pytest.mark.parametrize("method", ["ep3d", "step"])
 def test_native_schedule_hard_mask_keeps_what_the_soft_mask_keeps(method):
-    """The native schedule (60 iterations from the gradient's top cells, straight-through hard mask in
-    the second half) reaches the area, finds the block, and its hard mask keeps >= 0.8x the target
-    probability its soft mask keeps."""
+    """The native schedule (60 iterations, masks sharpened towards 0/1 from 30% of the run) reaches
+    the area, finds the block, and its hard mask keeps >= 0.8x the target probability its soft mask
+    keeps."""
     hp, wp = MaskGeometry(*BIG_SHAPE[1:], BIG_STEP, BIG_SIGMA).padded_shape
     area = 0.9 * BIG_INSIDE.sum() / (BIG_SHAPE[0] * hp * wp)
     r = getattr(extremal, method)(
