@@ -116,6 +116,16 @@ def _cell_weights(g: MaskGeometry) -> np.ndarray:
     return cell
 
 
+@functools.lru_cache(maxsize=16)
+def shifts(taps: int, size: int) -> np.ndarray:
+    """float32 ``taps x (size + taps - 1) x size``: ``[k, k + i, i] = 1``, window offset ``k``'s place in the padded axis."""
+    m = np.zeros((taps, size + taps - 1, size), np.float32)
+    for k in range(taps):
+        m[k, k + np.arange(size), np.arange(size)] = 1
+    m.flags.writeable = False
+    return m
+
+
 def clamp01(x: jax.Array) -> jax.Array:
     """Clamp to [0, 1] with torch's gradient: it passes wherever ``0 <= x <= 1``, ends included.
 
@@ -135,16 +145,16 @@ def generate(seeds: jax.Array, g: MaskGeometry) -> tuple[jax.Array, jax.Array]:
     (mh, mw), (hp, wp) = g.mid_shape, g.padded_shape
     lead = seeds.shape[:-2]
     x = jnp.pad(seeds, [(0, 0)] * len(lead) + [(p, p), (p, p)])
-    windows = jnp.stack([x[..., ky:ky + mh, kx:kx + mw] for ky in range(taps) for kx in range(taps)])  # K ... mh mw
-    padded = smooth_max(windows, g.cell_weights())
+    padded = smooth_max(x, g.cell_weights())
     padded = clamp01(padded.reshape(*lead, mh * s, mw * s)[..., :hp, :wp])
     return g.crop(padded), padded
 
 
-def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
-    """Smooth-max pooling of weighted seed windows: ``K x ... x mh x mw -> ... x mh x s x mw x s``.
+def smooth_max(x: jax.Array, weights: np.ndarray) -> jax.Array:
+    """Smooth-max pooling of weighted seed windows: ``... x (mh + n - 1) x (mw + n - 1) -> ... x mh x s x mw x s``.
 
-    ``out[i, r, j, c] = sum_k a_k softmax_k(COLDNESS * a)`` with ``a_k = windows[k, i, j] * weights[r, c, k]``.
+    ``out[i, r, j, c] = sum_k a_k softmax_k(COLDNESS * a)`` with ``a_k = x[i + ky, j + kx] * weights[r, c, k]``
+    for the ``K = n^2`` taps ``k = n ky + kx`` of the ``n x n`` window at cell ``(i, j)``.
     Values ``a`` lie in [0, 1] (seeds and weights do), so ``exp(COLDNESS * (a - 1))`` needs no
     running maximum.
 
@@ -159,25 +169,30 @@ def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
     more than I3D's forward and backward.)
 
     Args:
-      windows: ``K x ... x mh x mw`` seed values around each cell, tap-major.
+      x: padded seeds ``... x (mh + n - 1) x (mw + n - 1)``.
       weights: float32 ``s x s x K`` kernel weights of one cell (:meth:`MaskGeometry.cell_weights`).
     """
     s, _, taps = weights.shape
+    n = math.isqrt(taps)
+    mh, mw = x.shape[-2] - n + 1, x.shape[-1] - n + 1
     w = jnp.asarray(weights)
-    lead = windows.ndim - 1
+    dims = x.ndim                                            # of one window: ... mh mw
+
+    def windows_of(x):                                        # K ... mh mw, tap-major
+        return [x[..., ky:ky + mh, kx:kx + mw] for ky in range(n) for kx in range(n)]
 
     def terms(windows):                                       # per tap: a, e (s s ... mh mw)
-        for k in range(taps):
-            a = w[:, :, k].reshape(s, s, *[1] * lead) * windows[k]
+        for k, window in enumerate(windows):
+            a = w[:, :, k].reshape(s, s, *[1] * dims) * window
             yield a, jnp.exp(COLDNESS * (a - 1))
 
     def image(out):                                           # s s ... mh mw -> ... mh s mw s
-        n = out.ndim
-        return jnp.transpose(out, (*range(2, n - 2), n - 2, 0, n - 1, 1))
+        d = out.ndim
+        return jnp.transpose(out, (*range(2, d - 2), d - 2, 0, d - 1, 1))
 
-    def pool(windows):                                        # s s ... mh mw
+    def pool(x):                                              # s s ... mh mw
         num = den = 0.0
-        for a, e in terms(windows):
+        for a, e in terms(windows_of(x)):
             num, den = num + a * e, den + e
         return num / den
 
@@ -188,32 +203,39 @@ def smooth_max(windows: jax.Array, weights: np.ndarray) -> jax.Array:
         return den
 
     @jax.custom_vjp
-    def pooled(windows):
-        return image(pool(windows))
+    def pooled(x):
+        return image(pool(x))
 
-    def forward(windows):
-        out = pool(windows)
-        return image(out), (windows, out)
+    def forward(x):
+        out = pool(x)
+        return image(out), (x, out)
 
     def backward(residuals, g):
-        windows, out = residuals
-        n = out.ndim
+        x, out = residuals
+        d = out.ndim
         # a barrier, so that XLA does not merge the exponentials recomputed here with the forward
         # pass's (it would keep all K x cells x s x s of them in memory between the passes)
-        windows = jax.lax.optimization_barrier(windows)
+        windows = jnp.stack(windows_of(jax.lax.optimization_barrier(x)))                # K ... mh mw
         den = jax.lax.optimization_barrier(denominator(windows))
-        g = jnp.transpose(g, (n - 3, n - 1, *range(n - 4), n - 4, n - 2)) / den      # -> s s ... mh mw
+        g = jnp.transpose(g, (d - 3, d - 1, *range(d - 4), d - 4, d - 2)) / den      # -> s s ... mh mw
         # d out / d a_k = e_k (1 + COLDNESS (a_k - out)) / den, written as e_k (p + q a_k)
         p, q = g * (1 - COLDNESS * out), COLDNESS * g
         grad = 0.0
         for r in range(s):
             for c in range(s):
-                wk = w[r, c].reshape(taps, *[1] * lead)                           # K 1 ... 1
+                wk = w[r, c].reshape(taps, *[1] * dims)                           # K 1 ... 1
                 a = wk * windows
                 grad = grad + wk * jnp.exp(COLDNESS * (a - 1)) * (p[r, c] + q[r, c] * a)
-        # materialised once: fused into the windows' 121 slice transposes instead, each would
-        # recompute its part from all 49 terms' exponentials, which XLA then keeps in memory
-        return (jax.lax.optimization_barrier(grad),)
+        # each tap's gradient back to its window's place, as two products with 0/1 shift matrices:
+        # a dot is a kernel of its own, so XLA computes the K x cells gradient above in one fused
+        # pass (added up with pads or slices, XLA fuses it into K kernels instead, one per tap, and
+        # compiling them took 20 s of a 224-px iteration's 32 s whenever an optimiser such as Adam
+        # reads the gradient twice)
+        grad = grad.reshape(n, n, *grad.shape[1:])                                 # ky kx ... mh mw
+        rows, cols = jnp.asarray(shifts(n, mh)), jnp.asarray(shifts(n, mw))        # n x (m + n - 1) x m
+        grad_x = jnp.einsum("bXj,abtij->atiX", cols, grad.reshape(n, n, -1, mh, mw), precision="highest")
+        grad_x = jnp.einsum("aYi,atiX->tYX", rows, grad_x, precision="highest")
+        return (grad_x.reshape(x.shape),)
 
     pooled.defvjp(forward, backward)
-    return pooled(windows)
+    return pooled(x)
