@@ -313,3 +313,29 @@ def test_snapshots_score_the_masks_on_the_way():
     assert sorted(r.snapshots) == [2, 4]
     assert r.snapshots[2].hard_probabilities.shape == (1, 2)
     assert (np.asarray(r.snapshots[2].mask_area) > np.asarray(r.mask_area)).all()   # shrinking from all-ones
+
+
+def test_scores_and_frame_probabilities_match_the_metrics():
+    """Every probability the loop scores in one compiled pass (clip, soft and hard masks, each frame's
+    mask alone) equals vjx.metrics' own evaluation of the same masks, area groups included."""
+    from vjx import metrics
+
+    video, variables, targets = planted_video(2), planted_variables(GAIN), np.array([1, 1])
+    config = ExtremalConfig(areas=(0.05, 0.1), schedule="native", num_iter=4, seed_spacing=STEP, sigma=SIGMA,
+                            frame_probabilities=True, area_batch=1)
+    r = extremal.ep3d(planted_apply, video, targets, config, variables=variables)
+    b, a, t = r.frame_probabilities.shape
+    assert (b, a, t) == (2, 2, 8)
+
+    def probability(masks):
+        return np.asarray(metrics.preserved_probability(planted_apply, video, targets, masks, variables=variables))
+
+    np.testing.assert_allclose(r.probabilities, probability(r.masks), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r.hard_probabilities, probability(np.asarray(r.hard_masks, np.float32)),
+                               rtol=1e-5, atol=1e-7)
+    alone = np.asarray(r.masks)[:, :, None] * np.eye(t, dtype=np.float32)[None, None, :, :, None, None]
+    np.testing.assert_allclose(r.frame_probabilities, probability(alone.reshape(b, a * t, t, 32, 32)).reshape(b, a, t),
+                               rtol=1e-5, atol=1e-7)
+    clip = jax.nn.softmax(planted_apply(variables, jnp.asarray(video)))[:, 1]
+    np.testing.assert_allclose(r.base_probability, clip, rtol=1e-5)
+    assert _run("ep3d", num_iter=2).frame_probabilities is None

@@ -81,6 +81,9 @@ class ExtremalResult:
       areas: ``A`` the area ratios.
       base_probability: ``B`` target probability of the unperturbed video.
       snapshots: ``{iteration: Scores}`` of the masks after each iteration asked for by ``evaluate_at``.
+      frame_probabilities: ``B x A x T`` with ``config.frame_probabilities``, else None: per frame
+        ``t``, the target probability when only frame ``t`` keeps its soft mask (the other frames
+        get the strongest blur): the per-frame importance curve.
     """
 
     masks: jax.Array
@@ -95,6 +98,7 @@ class ExtremalResult:
     areas: jax.Array
     base_probability: jax.Array
     snapshots: dict[int, Scores]
+    frame_probabilities: jax.Array | None = None
 
 
 def ep2d(model, videos, targets, config: ExtremalConfig = ExtremalConfig(), *, variables=None,
@@ -171,7 +175,9 @@ def _extremal(method: str, model, videos, targets, config: ExtremalConfig, varia
         hard_probabilities=final.hard_probabilities, mask_area=final.mask_area, undecided=final.undecided,
         converged=final.converged, history={k: jnp.transpose(v, (2, 1, 0)) for k, v in history.items()},
         extremal_area=extremal_area(areas, final.hard_probabilities, final.converged, bound), areas=areas,
-        base_probability=base, snapshots={i: _scores(e, areas) for i, e in snapshots.items()})
+        base_probability=base, snapshots={i: _scores(e, areas) for i, e in snapshots.items()},
+        frame_probabilities=(None if evaluation.frame_probabilities is None
+                             else jnp.swapaxes(evaluation.frame_probabilities, 0, 1)))
 
 
 def _scores(evaluation: loop.Evaluation, areas: jax.Array) -> Scores:

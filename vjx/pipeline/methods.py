@@ -46,12 +46,16 @@ class Explanation:
       numbers: per-video numbers (extremal methods: ``extremal_area``, Eq. 3 on converged hard
         masks, NaN where none reaches the bound, and ``extremal_bound``, the probability a hard mask
         must keep: the clip's unless the config gives one); empty for the other methods.
+      frame_probabilities: extremal methods whose config asks for it: float ``R x T``, the target
+        probability when only frame ``t`` keeps its soft mask and every other frame gets the
+        strongest blur (the per-frame importance curve of the figure); else None.
     """
 
     maps: np.ndarray
     row_names: tuple[str, ...]
     areas: tuple[dict[str, float], ...] = ()
     numbers: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    frame_probabilities: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +150,14 @@ class Method:
         extremal_area = np.asarray(result.extremal_area, np.float64)          # B
         bound = (np.asarray(result.base_probability, np.float64) if config.extremal_bound is None
                  else np.full(len(masks), config.extremal_bound, np.float64))  # B
+        frames = (None if result.frame_probabilities is None
+                  else np.asarray(result.frame_probabilities, np.float64))            # B x A x T
         return [Explanation(
             maps=masks[i], row_names=self.row_names(config),
             areas=tuple({"area": float(a), **{name: float(values[i, j]) for name, values in columns.items()}}
                         for j, a in enumerate(config.areas)),
-            numbers={"extremal_area": float(extremal_area[i]), "extremal_bound": float(bound[i])})
+            numbers={"extremal_area": float(extremal_area[i]), "extremal_bound": float(bound[i])},
+            frame_probabilities=None if frames is None else frames[i])
             for i in range(len(masks))]
 
     def caption(self, explanation: Explanation, clip_probability: float) -> str:

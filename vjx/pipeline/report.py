@@ -106,7 +106,7 @@ def write_video_files(writer: OutputWriter, result: VideoResult, resolved: Resol
     base = file_stem(result.video.name)
     extremal = resolved.method.extremal
     labels = ([f"top {row['area']:.0%}" for row in explanation.areas] if extremal else [resolved.method.title])
-    probabilities = result.frame_probabilities
+    probabilities = explanation.frame_probabilities
     curves = [visualize.FrameCurve(label, maps, None if probabilities is None else probabilities[i])
               for i, (label, maps) in enumerate(zip(labels, explanation.maps))]
     written = [writer.write(f"{base}.png", visualize.figure_png(
@@ -148,8 +148,8 @@ def summary_entry(result: VideoResult) -> dict[str, Any]:
     if result.explanation.areas:
         entry["areas"] = [{**row, "hard_mask_loses_class": row["hard_preserved_probability"]
                            < LOST_FRACTION * result.probability} for row in result.explanation.areas]
-        if result.frame_probabilities is not None:
-            for row, probabilities in zip(entry["areas"], result.frame_probabilities):
+        if result.explanation.frame_probabilities is not None:
+            for row, probabilities in zip(entry["areas"], result.explanation.frame_probabilities):
                 row["frame_probabilities"] = [float(p) for p in probabilities]
     entry.update(result.explanation.numbers)
     return entry

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any, Sequence
 
 import jax
@@ -40,9 +39,6 @@ class VideoResult:
         (``label``, ``pred`` or ``given``).
       probability: the clip's probability of the target class.
       top: the :data:`TOP_K` most probable classes as ``(name, probability)``.
-      frame_probabilities: extremal methods, once :meth:`Session.frame_probabilities` ran: float
-        ``R x T``, the target probability when only frame ``t`` keeps its soft mask and every other
-        frame is blurred away (the per-frame importance curve of the figure); else None.
     """
 
     video: data.Video
@@ -53,7 +49,6 @@ class VideoResult:
     target_source: str
     probability: float
     top: list[tuple[str, float]]
-    frame_probabilities: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -122,27 +117,6 @@ class Session:
                    for i, video in enumerate(videos)]
         return results, {"predict": predict_s, "attribution": attribution_s}
 
-    def frame_probabilities(self, results: Sequence[VideoResult]) -> list[VideoResult]:
-        """Adds each video's per-frame importance: per map row and frame ``t``, the target probability
-        when only frame ``t`` keeps its soft mask and the other frames get the strongest blur (one
-        batched evaluation per frame; extremal methods only, others are returned unchanged)."""
-        if not self.resolved.method.extremal:
-            return list(results)
-        from vjx import metrics
-
-        config = self.resolved.config
-        with warnings.catch_warnings():                       # a short video was already named by explain_batch
-            warnings.simplefilter("ignore")
-            x = np.stack([model_input(self.resolved.spec, r.video) for r in results])
-        targets = np.array([r.target for r in results], np.int32)
-        masks = np.stack([r.explanation.maps for r in results])                   # B x R x T x S x S
-        one_frame = np.eye(masks.shape[2], dtype=np.float32)[None, :, :, None, None]             # 1 x T x T x 1 x 1
-        probs = np.stack([np.asarray(metrics.preserved_probability(                # per row: B x T
-            self.runner.call, x, targets, masks[:, row, None] * one_frame, variables=self.runner.variables,
-            num_levels=config.num_levels, max_blur=config.max_blur, perturbation=config.perturbation), np.float64)
-            for row in range(masks.shape[1])], axis=1)                            # B x R x T
-        return [dataclasses.replace(r, frame_probabilities=p) for r, p in zip(results, probs)]
-
 
 def explain(request: Request, model: Model | None = None) -> dict[str, Any]:
     """Runs a whole explain request and writes its outputs (see the module docstring).
@@ -163,6 +137,8 @@ def explain(request: Request, model: Model | None = None) -> dict[str, Any]:
     """
     start = time.perf_counter()
     resolved = resolve(request, model)
+    if resolved.method.extremal:                  # the figure's per-frame importance curve
+        resolved = dataclasses.replace(resolved, config=dataclasses.replace(resolved.config, frame_probabilities=True))
     talk = request.progress
     for line in report.run_lines(resolved):
         say(line, talk)
@@ -178,9 +154,6 @@ def explain(request: Request, model: Model | None = None) -> dict[str, Any]:
             results, batch_timings = session.explain_batch(batch, desc, announce=True)
             for k, v in batch_timings.items():
                 timings[k] += v
-            if resolved.method.extremal:
-                with phase("Per-frame importance (each frame's mask alone)", talk):
-                    results = session.frame_probabilities(results)
             for result in results:
                 for line in report.result_lines(result, resolved):
                     say(line, talk)

@@ -136,6 +136,8 @@ class ExtremalConfig:
         divisor of the number of areas bounds memory.
       iterations_per_call: iterations per compiled call. None = 1 on CPU, all of them elsewhere
         (see :mod:`vjx.attribution._stepping`).
+      frame_probabilities: also score each frame's mask alone (the per-frame importance curve:
+        ``T`` more forward passes per area).
     """
 
     areas: tuple[float, ...] = DEFAULT_AREAS
@@ -165,6 +167,7 @@ class ExtremalConfig:
     extremal_bound: float | None = None
     area_batch: int | None = None
     iterations_per_call: int | None = None
+    frame_probabilities: bool = False
 
 
 def default_sigma(size: int) -> float:

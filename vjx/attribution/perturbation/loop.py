@@ -222,6 +222,9 @@ class Evaluation:
       hard_probabilities: ``G x B`` the same with the hard mask.
       mask_area: ``G x B`` mean of the padded mask (the area the area loss counts).
       undecided: ``G x B`` fraction of the padded mask's values inside :data:`UNDECIDED`.
+      frame_probabilities: ``G x B x T``: per frame ``t``, the target probability when frame ``t``
+        keeps its soft mask and every other frame gets the strongest blur; None unless the config
+        asks for it (``frame_probabilities``: ``T`` more forward passes per area).
     """
 
     masks: jax.Array
@@ -230,6 +233,7 @@ class Evaluation:
     hard_probabilities: jax.Array
     mask_area: jax.Array
     undecided: jax.Array
+    frame_probabilities: jax.Array | None = None
 
 
 def hard_masks(masks: jax.Array, kept: jax.Array, per_frame: bool) -> jax.Array:
@@ -262,32 +266,46 @@ def hard_kept(method: str, area: jax.Array, frames: int, height: int, width: int
 
 
 @functools.partial(jax.jit, static_argnames=("apply_fn", "problem"))
-def _evaluate(seeds: jax.Array, areas: jax.Array, variables, pyr, targets, *, apply_fn, problem: Problem) -> Evaluation:
-    """Masks of a group's seeds ``G x B x T x h x w`` and their scores (areas ``G``), one area at a time."""
-    def one(args):
-        seeds_a, area = args
-        masks, padded = masks_from_seeds(seeds_a, problem)
-        _, t, hp, wp = padded.shape
-        hard = problem.geometry.crop(hard_masks(padded, hard_kept(problem.method, area, t, hp, wp),
-                                                problem.method == "ep2d"))
-        lo, hi = UNDECIDED
-        return Evaluation(
-            masks=masks, hard_masks=hard.astype(bool),
-            probabilities=preserved_probability(apply_fn, variables, pyr, targets, masks),
-            hard_probabilities=preserved_probability(apply_fn, variables, pyr, targets, hard),
-            mask_area=padded.mean(axis=(1, 2, 3)), undecided=((padded > lo) & (padded < hi)).mean(axis=(1, 2, 3)))
+def _evaluate(seeds: jax.Array, areas: jax.Array, variables, pyr, targets, *, apply_fn,
+              problem: Problem) -> tuple[Evaluation, jax.Array]:
+    """Masks of a group's seeds ``G x B x T x h x w`` and their scores (areas ``G``), and the target
+    probability ``B`` of the unperturbed videos.
 
-    return jax.lax.map(one, (seeds, areas))
+    Every probability comes from one compiled forward pass applied to the masks in turn (the all-ones
+    mask, the soft masks, the hard masks, then each soft mask's frames one by one if asked): one
+    model to compile, however many kinds of mask are scored.
+    """
+    masks, padded = jax.vmap(lambda s: masks_from_seeds(s, problem))(seeds)            # G x B x T x ...
+    g, b, t, hp, wp = padded.shape
+    per_frame = problem.method == "ep2d"
+    hard = problem.geometry.crop(jax.vmap(
+        lambda p, a: hard_masks(p, hard_kept(problem.method, a, t, hp, wp), per_frame))(padded, areas))
+    stack = jnp.concatenate([jnp.ones_like(masks[:1]), masks, hard])                 # (1 + 2G) x B x T x H x W
+    rows, frames = np.arange(1 + 2 * g), np.full(1 + 2 * g, -1)
+    if problem.config.frame_probabilities:                                           # then G T rows: (area, frame)
+        rows = np.concatenate([rows, np.repeat(np.arange(1, 1 + g), t)])
+        frames = np.concatenate([frames, np.tile(np.arange(t), g)])
+
+    def score(row_frame):
+        row, frame = row_frame
+        keep = (frame < 0) | (jnp.arange(t) == frame)                                # T: frames keeping the mask
+        return preserved_probability(apply_fn, variables, pyr, targets,
+                                     jnp.where(keep[None, :, None, None], stack[row], 0.0))
+
+    probs = jax.lax.map(score, (jnp.asarray(rows, jnp.int32), jnp.asarray(frames, jnp.int32)))   # rows x B
+    lo, hi = UNDECIDED
+    frame_probabilities = None
+    if problem.config.frame_probabilities:
+        frame_probabilities = jnp.transpose(probs[1 + 2 * g:].reshape(g, t, b), (0, 2, 1))
+    return Evaluation(
+        masks=masks, hard_masks=hard.astype(bool), probabilities=probs[1:1 + g], hard_probabilities=probs[1 + g:1 + 2 * g],
+        mask_area=padded.mean(axis=(2, 3, 4)), undecided=((padded > lo) & (padded < hi)).mean(axis=(2, 3, 4)),
+        frame_probabilities=frame_probabilities), probs[0]
 
 
 @functools.partial(jax.jit, static_argnames=("num_levels", "max_blur", "kind"))
 def _pyramid(videos, *, num_levels: int, max_blur: float, kind: str) -> jax.Array:
     return pyramid.build_pyramid(videos, num_levels, max_blur, kind)
-
-
-@functools.partial(jax.jit, static_argnames=("apply_fn",))
-def _probability(variables, videos, targets, *, apply_fn) -> jax.Array:
-    return jnp.exp(losses.log_prob(apply_fn(variables, videos), targets)[0])
 
 
 def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[float, ...], variables: Any,
@@ -321,11 +339,11 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
     groups = [slice(g, g + group) for g in range(0, num_areas, group)]
     states = [_init(init[g], problem=problem) for g in groups]
 
-    def evaluation(with_masks: bool) -> Evaluation:
+    def evaluation(with_masks: bool) -> tuple[Evaluation, jax.Array]:
         parts = [_evaluate(state.seeds, area_values[g], variables, pyr, targets, apply_fn=apply_fn, problem=problem)
                  for state, g in zip(states, groups)]
-        whole = jax.tree_util.tree_map(lambda *p: jnp.concatenate(p), *parts)
-        return whole if with_masks else whole.replace(masks=None, hard_masks=None)
+        whole = jax.tree_util.tree_map(lambda *p: jnp.concatenate(p), *[e for e, _ in parts])
+        return (whole if with_masks else whole.replace(masks=None, hard_masks=None)), parts[0][1]
 
     chunks: list[dict[str, jax.Array]] = []
     snapshots: dict[int, Evaluation] = {}
@@ -342,13 +360,13 @@ def optimize(apply_fn: Callable[..., jax.Array], problem: Problem, areas: tuple[
         chunks.append({k: jnp.concatenate([g[k] for g in terms], axis=1) for k in terms[0]})
         done += length
         if done in stops and done < config.num_iter:
-            snapshots[done] = evaluation(with_masks=False)
+            snapshots[done] = evaluation(with_masks=False)[0]
         if progress is not None:
             jax.block_until_ready(states)
             progress(done, config.num_iter)
     history = {k: jnp.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    return (evaluation(with_masks=True), history, _probability(variables, videos, targets, apply_fn=apply_fn),
-            snapshots)
+    final, base = evaluation(with_masks=True)
+    return final, history, base, snapshots
 
 
 def iteration_runner(apply_fn: Callable[..., jax.Array], problem: Problem, area: float, variables: Any,
