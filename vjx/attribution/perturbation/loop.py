@@ -2,8 +2,8 @@
 
 Every area is an independent optimisation of its own seed masks (the original runs one area per
 call; vjx runs them all). Areas are processed in groups of ``config.area_batch`` (vmapped inside a
-group, groups in turn; by default one group of all); iterations run ``config.iterations_per_call``
-per compiled call (:mod:`vjx.attribution._stepping`). Videos are a batch axis whose energies are
+group, groups in turn; by default one area at a time on CPU, one group of all elsewhere); iterations
+run ``config.iterations_per_call`` per compiled call (:mod:`vjx.attribution._stepping`). Videos are a batch axis whose energies are
 summed, as in the original. Everything compiled is cached per (model, :class:`Problem`, shapes):
 new area values do not recompile.
 """
