@@ -3,9 +3,9 @@
 Every area is an independent optimisation of its own seed masks (the original runs one area per
 call; vjx runs them all). Areas are processed in groups of ``config.area_batch`` (vmapped inside a
 group, groups in turn; by default one area at a time on CPU, one group of all elsewhere); iterations
-run ``config.iterations_per_call`` per compiled call (:mod:`vjx.attribution._stepping`). Videos are a batch axis whose energies are
-summed, as in the original. Everything compiled is cached per (model, :class:`Problem`, shapes):
-new area values do not recompile.
+run ``config.iterations_per_call`` per compiled call (:mod:`vjx.attribution._stepping`). Videos are
+a batch axis whose energies are summed, as in the original. Everything compiled is cached per
+(model, :class:`Problem`, shapes): new area values do not recompile.
 """
 from __future__ import annotations
 
@@ -298,8 +298,9 @@ def _evaluate(seeds: jax.Array, areas: jax.Array, variables, pyr, targets, *, ap
     if problem.config.frame_probabilities:
         frame_probabilities = jnp.transpose(probs[1 + 2 * g:].reshape(g, t, b), (0, 2, 1))
     return Evaluation(
-        masks=masks, hard_masks=hard.astype(bool), probabilities=probs[1:1 + g], hard_probabilities=probs[1 + g:1 + 2 * g],
-        mask_area=padded.mean(axis=(2, 3, 4)), undecided=((padded > lo) & (padded < hi)).mean(axis=(2, 3, 4)),
+        masks=masks, hard_masks=hard.astype(bool), probabilities=probs[1:1 + g],
+        hard_probabilities=probs[1 + g:1 + 2 * g], mask_area=padded.mean(axis=(2, 3, 4)),
+        undecided=((padded > lo) & (padded < hi)).mean(axis=(2, 3, 4)),
         frame_probabilities=frame_probabilities), probs[0]
 
 

@@ -118,7 +118,8 @@ def _cell_weights(g: MaskGeometry) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def shifts(taps: int, size: int) -> np.ndarray:
-    """float32 ``taps x (size + taps - 1) x size``: ``[k, k + i, i] = 1``, window offset ``k``'s place in the padded axis."""
+    """float32 ``taps x (size + taps - 1) x size``, ``[k, k + i, i] = 1``: where window offset ``k`` sits
+    in the padded axis."""
     m = np.zeros((taps, size + taps - 1, size), np.float32)
     for k in range(taps):
         m[k, k + np.arange(size), np.arange(size)] = 1
@@ -151,7 +152,7 @@ def generate(seeds: jax.Array, g: MaskGeometry) -> tuple[jax.Array, jax.Array]:
 
 
 def smooth_max(x: jax.Array, weights: np.ndarray) -> jax.Array:
-    """Smooth-max pooling of weighted seed windows: ``... x (mh + n - 1) x (mw + n - 1) -> ... x mh x s x mw x s``.
+    """Smooth-max pooling of weighted seed windows: ``... x (mh+n-1) x (mw+n-1) -> ... x mh x s x mw x s``.
 
     ``out[i, r, j, c] = sum_k a_k softmax_k(COLDNESS * a)`` with ``a_k = x[i + ky, j + kx] * weights[r, c, k]``
     for the ``K = n^2`` taps ``k = n ky + kx`` of the ``n x n`` window at cell ``(i, j)``.
