@@ -25,6 +25,18 @@ def steps_per_call(total: int, requested: int | None = None) -> int:
     return 1 if jax.default_backend() == "cpu" else total
 
 
+def areas_per_group(total: int, requested: int | None = None) -> int:
+    """Extremal areas vmapped side by side: ``requested`` if given, else 1 on CPU and ``total`` elsewhere.
+
+    On CPU, six areas at the models' own sizes ran faster one after another than vmapped (I3D 16 x
+    224^2: 10.7 against 14.1 s per iteration; R(2+1)D-18 16 x 112^2: 9.4 against 10.0 s), in a third
+    of the memory.
+    """
+    if requested is not None:
+        return requested
+    return 1 if jax.default_backend() == "cpu" else total
+
+
 def scan(body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any = None, length: int | None = None):
     """``lax.scan``, except that a single iteration runs inline (no loop around the body at all).
 

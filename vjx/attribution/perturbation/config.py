@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-
+from vjx.attribution import _stepping
 from vjx.attribution.perturbation import losses
 from vjx.attribution.perturbation.mask import MaskGeometry
 from vjx.attribution.perturbation.optim import LR_DECAYS, OPTIMIZERS
@@ -134,9 +133,8 @@ class ExtremalConfig:
       extremal_bound: the probability a hard mask must keep to count in Eq. 3; None = the
         unperturbed one.
       area_batch: areas optimised side by side (vmapped); groups of them take turns (a divisor of
-        the number of areas). None = one at a time on CPU (six areas at the models' own sizes ran
-        faster in turn than vmapped: I3D 224 px 10.7 against 14.1 s per iteration, R(2+1)D 112 px
-        9.4 against 10.0 s, and in a third of the memory), all at once elsewhere.
+        the number of areas). None = one at a time on CPU, all at once elsewhere (see
+        :func:`vjx.attribution._stepping.areas_per_group`).
       iterations_per_call: iterations per compiled call. None = 1 on CPU, all of them elsewhere
         (see :mod:`vjx.attribution._stepping`).
       frame_probabilities: also score each frame's mask alone (the per-frame importance curve:
@@ -258,9 +256,7 @@ def resolve(method: str, config: ExtremalConfig, frames: int, height: int, width
     if not config.temporal_sigma > 0:
         raise VjxError(f"config.temporal_sigma must be positive (frames), got {config.temporal_sigma!r}")
     num_areas = len(config.areas)
-    area_batch = config.area_batch
-    if area_batch is None:
-        area_batch = 1 if jax.default_backend() == "cpu" else num_areas
+    area_batch = _stepping.areas_per_group(num_areas, config.area_batch)
     if not isinstance(area_batch, int) or area_batch < 1 or num_areas % area_batch:
         raise VjxError(f"config.area_batch {area_batch} must be a positive divisor of the number of areas ({num_areas})")
     per_call = config.iterations_per_call
