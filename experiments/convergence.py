@@ -10,14 +10,19 @@ For every clip x method x schedule it runs the pretrained I3D's extremal perturb
   elsewhere) - it should reach the original schedule's final value (within 0.02);
 - the soft mask's area on the padded mask the area loss counts - within 0.02 of ``a``;
 - the fraction of mask values between 0.1 and 0.9 - at most 10%.
-Each run is written to ``<output_dir>/runs/`` as soon as it ends (named by clip, method, schedule,
-iterations and size; the areas it ran are stored in it), so a rerun continues where the last stopped
-(2000 iterations of three areas take hours on a 2-core CPU). Then it writes ``report.md`` (each
-schedule against the first on the areas both ran, and every run at every checkpoint) and
-``convergence.png`` (the three scores against iterations).
+Against the reference schedule (the first given) each other schedule's final masks are checked:
+converged (both bounds above), the hard mask keeps at least 0.8x what the soft mask keeps, and at
+least 0.9x what the reference's hard mask keeps; the Spearman rank correlation of the two soft masks
+is reported. Each run is written to ``<output_dir>/runs/`` as soon as it ends (scores in a .json,
+the final soft masks in a float16 .npz beside it; named by clip, method, schedule, iterations and
+size; the areas it ran are stored in it), so a rerun continues where the last stopped (2000
+iterations of three areas take hours on a 2-core CPU). Then it writes ``report.md`` (the criteria
+table, and every run at every checkpoint) and ``convergence.png`` (the three scores against
+iterations).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -40,7 +45,8 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report 
 
 # Iterations at which the masks are scored, per schedule length.
 CHECKPOINTS = (10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500)
-PROBABILITY_MARGIN, AREA_TOLERANCE, MAX_UNDECIDED = 0.02, 0.02, 0.10
+AREA_TOLERANCE, MAX_UNDECIDED = 0.02, 0.10
+HARD_TO_SOFT, HARD_TO_REFERENCE = 0.8, 0.9
 
 
 def clips() -> list[str]:
@@ -61,8 +67,10 @@ def model_input(model, path: str, size: int) -> np.ndarray:
     return inputs.model_input(model.spec.at_size(size, default_sigma(size)), data.read_video(path))[None]
 
 
-def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[float, ...], num_iter: int) -> dict:
-    """One clip x method x schedule: scores at every checkpoint and at the end."""
+def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[float, ...],
+            num_iter: int) -> tuple[dict, np.ndarray]:
+    """One clip x method x schedule: scores at every checkpoint and at the end, and the final soft
+    masks (float16 ``A x T x H x W``)."""
     import jax
 
     from vjx.attribution import extremal
@@ -76,36 +84,64 @@ def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[floa
     jax.block_until_ready(result.masks)
     seconds = time.perf_counter() - start
     scores = {**{int(i): s for i, s in result.snapshots.items()}, num_iter: result}
-    return {"seconds": seconds, "num_iter": num_iter, "base_probability": float(result.base_probability[0]),
-            "checkpoints": {str(i): {name: np.asarray(getattr(s, name))[0].tolist()
-                                     for name in ("hard_probabilities", "probabilities", "mask_area", "undecided")}
-                            for i, s in sorted(scores.items())}}
+    return ({"seconds": seconds, "num_iter": num_iter, "base_probability": float(result.base_probability[0]),
+             "checkpoints": {str(i): {name: np.asarray(getattr(s, name))[0].tolist()
+                                      for name in ("hard_probabilities", "probabilities", "mask_area", "undecided")}
+                             for i, s in sorted(scores.items())}},
+            np.asarray(result.masks[0], np.float16))
 
 
-def report(runs: dict, schedules: list[str]) -> str:
-    """Markdown tables: each schedule's final scores against the reference (the first schedule), on
-    the areas both ran, and every schedule's scores at every checkpoint."""
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is 0."""
+    return a / b if b else float("nan")
+
+
+def mask_correlation(runs_dir: str, files: tuple[str, str], areas: tuple[float, float]) -> float:
+    """Spearman correlation of two runs' final soft masks at the given areas (NaN without masks)."""
+    from vjx.metrics import rank_correlation
+
+    masks = []
+    for file, area in zip(files, areas):
+        path = os.path.join(runs_dir, os.path.splitext(file)[0] + ".npz")
+        if not os.path.exists(path):
+            return float("nan")
+        with np.load(path) as stored:
+            masks.append(stored["masks"][list(stored["areas"]).index(area)][None].astype(np.float32))
+    return float(rank_correlation(*masks)[0])
+
+
+def report(runs: dict, schedules: list[str], runs_dir: str) -> str:
+    """Markdown tables: each schedule's final masks against the reference (the first schedule) and
+    the criteria, and every schedule's scores at every checkpoint."""
     reference = schedules[0]
     lines = []
     for schedule in schedules[1:]:
-        lines += [f"### {schedule} vs {reference}", "",
-                  f"| clip | method | area | {reference} hard p | {schedule} hard p | difference | soft area "
-                  f"| undecided | meets (a) (b) (c) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"### {schedule} against {reference}", "",
+                  f"| clip (class, p) | method | area | soft p | hard p | hard / soft | {reference} hard p | "
+                  f"x {reference} | rank corr. | soft area | undecided | converged, >= {HARD_TO_SOFT}x soft, "
+                  f">= {HARD_TO_REFERENCE}x {reference} |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (clip, method), by_schedule in sorted(runs.items()):
-            if reference not in by_schedule or schedule not in by_schedule:
+            if schedule not in by_schedule:
                 continue
-            ref, run = by_schedule[reference], by_schedule[schedule]
-            ref_final, final = ref["checkpoints"][str(ref["num_iter"])], run["checkpoints"][str(run["num_iter"])]
+            run, ref = by_schedule[schedule], by_schedule.get(reference)
+            final = run["checkpoints"][str(run["num_iter"])]
             for a, area in enumerate(run["areas"]):
-                if area not in ref["areas"]:
-                    continue
-                ref_hard = ref_final["hard_probabilities"][ref["areas"].index(area)]
-                diff = final["hard_probabilities"][a] - ref_hard
-                ok = (diff >= -PROBABILITY_MARGIN, abs(final["mask_area"][a] - area) <= AREA_TOLERANCE,
-                      final["undecided"][a] <= MAX_UNDECIDED)
-                lines.append(f"| {clip} | {method} | {area:g} | {ref_hard:.3f} | {final['hard_probabilities'][a]:.3f} | "
-                             f"{diff:+.3f} | {final['mask_area'][a]:.3f} | {final['undecided'][a]:.3f} | "
-                             f"{' '.join('yes' if o else 'NO' for o in ok)} |")
+                soft, hard = final["probabilities"][a], final["hard_probabilities"][a]
+                converged = (abs(final["mask_area"][a] - area) <= AREA_TOLERANCE
+                             and final["undecided"][a] <= MAX_UNDECIDED)
+                verdicts = ["yes" if converged else "NO", "yes" if hard >= HARD_TO_SOFT * soft else "NO"]
+                ref_hard = ref_ratio = correlation = float("nan")
+                if ref is not None and area in ref["areas"]:
+                    ref_hard = ref["checkpoints"][str(ref["num_iter"])]["hard_probabilities"][ref["areas"].index(area)]
+                    ref_ratio = ratio(hard, ref_hard)
+                    correlation = mask_correlation(runs_dir, (ref["file"], run["file"]), (area, area))
+                    verdicts.append("yes" if hard >= HARD_TO_REFERENCE * ref_hard else "NO")
+                else:
+                    verdicts.append("not run")
+                lines.append(f"| {clip} ({run['target_name']}, {run['base_probability']:.3f}) | {method} | {area:g} | "
+                             f"{soft:.3f} | {hard:.3f} | {ratio(hard, soft):.2f} | {ref_hard:.3f} | {ref_ratio:.2f} | "
+                             f"{correlation:.2f} | {final['mask_area'][a]:.3f} | {final['undecided'][a]:.3f} | "
+                             f"{' '.join(verdicts)} |")
         lines.append("")
     lines += ["### Every run at every checkpoint", "",
               "| clip | method | schedule | iterations | area | hard p | soft p | soft area | undecided |",
@@ -128,8 +164,6 @@ def report(runs: dict, schedules: list[str]) -> str:
 def plot(runs: dict, schedules: list[str]) -> bytes:
     """PNG against iterations: the hard mask's preserved probability, the soft area's error and the
     undecided share; one line per clip x method x schedule x area (colour: schedule, style: method)."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -201,15 +235,19 @@ def main(argv: list[str]) -> None:
                         x = model_input(model, path, _SIZE.value)
                         target = int(np.argmax(np.asarray(model(x))))
                     print(f"{name} {method} {schedule}: running", flush=True)
+                    scores, masks = run_one(model, x, target, method, schedule, areas, num_iter)
                     result = {"clip": name, "method": method, "schedule": schedule, "size": _SIZE.value,
                               "areas": list(areas), "target": target, "target_name": model.spec.labels[target],
-                              **run_one(model, x, target, method, schedule, areas, num_iter)}
+                              **scores}
+                    buffer = io.BytesIO()
+                    np.savez_compressed(buffer, masks=masks, areas=np.asarray(areas))
                     with OutputWriter(runs_dir) as writer:
+                        writer.write(os.path.splitext(os.path.basename(file))[0] + ".npz", buffer.getvalue())
                         writer.write(os.path.basename(file), json_bytes(result))
                     print(f"{name} {method} {schedule}: {result['seconds']:.0f} s", flush=True)
                 with open(file) as f:
-                    runs.setdefault((name, method), {})[schedule] = json.load(f)
-    text = report(runs, _SCHEDULES.value)
+                    runs.setdefault((name, method), {})[schedule] = {**json.load(f), "file": os.path.basename(file)}
+    text = report(runs, _SCHEDULES.value, runs_dir)
     print(text)
     with OutputWriter(_OUTPUT_DIR.value) as writer:
         writer.write("report.md", text.encode())
