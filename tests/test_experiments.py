@@ -319,9 +319,12 @@ def test_convergence_report_checks_each_mask_against_the_criteria(tmp_path):
     runs = {("clip", "step"): {
         "fast": run("fast", reference_masks, [0.9, 0.9], [0.50, 0.50], [0.1, 0.2], [0.0, 0.0]),
         "native": run("native", candidate_masks, [0.60, 0.70], [0.48, 0.40], [0.11, 0.25], [0.05, 0.05])}}
-    rows = [line for line in convergence.report(runs, ["fast", "native"], str(tmp_path)).splitlines()
-            if line.startswith("| clip (abseiling, 0.500) | step |")]
+    text = convergence.report(runs, ["fast", "native"], str(tmp_path))
+    rows = [line for line in text.splitlines() if line.startswith("| clip (abseiling, 0.500) | step | 0.")]
     assert len(rows) == 2
+    # Eq. 3 over converged masks that keep the clip's 0.5: fast's smallest area 0.1; native's 0.1 keeps 0.48
+    assert "| clip (abseiling, 0.500) | step | fast | 0.1: 0.500, 0.2: 0.500 | 0.1 |" in text
+    assert "| clip (abseiling, 0.500) | step | native | 0.1: 0.480, 0.2: 0.400 | nan |" in text
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
     # area 0.1: converged, 0.48 >= 0.8 x 0.60, 0.48 >= 0.9 x 0.50, identical ranking
     assert cells[0][5:9] == ["0.80", "0.500", "0.96", "1.00"] and cells[0][-1] == "yes yes yes"
