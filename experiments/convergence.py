@@ -243,7 +243,7 @@ def main(argv: list[str]) -> None:
     runs_dir = os.path.join(_OUTPUT_DIR.value, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     runs: dict = {}
-    model = vjx.load_model("i3d", pretrained="kinetics400")
+    model = None                                              # loaded once a run is missing
     for path in clips():
         name = vjx.data.video_name(path)
         x = None
@@ -254,6 +254,8 @@ def main(argv: list[str]) -> None:
                 if not os.path.exists(file):
                     if _REPORT_ONLY.value:
                         continue
+                    if model is None:
+                        model = vjx.load_model("i3d", pretrained="kinetics400")
                     if x is None:
                         x = model_input(model, path, _SIZE.value)
                         target = int(np.argmax(np.asarray(model(x))))

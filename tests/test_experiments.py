@@ -302,35 +302,42 @@ def test_sigterm_rolls_back_like_ctrl_c(tmp_path):
 
 
 def test_convergence_report_checks_each_mask_against_the_criteria(tmp_path):
-    """The schedule comparison's verdicts and rank correlation, on made-up runs (no model)."""
-    from experiments import convergence
-
+    """The schedule comparison's verdicts, rank correlation and Eq. 3 area, on made-up runs (no model:
+    ``--report_only`` reads the runs a real run would have written)."""
     rng = np.random.default_rng(0)
     reference_masks = rng.random((2, 2, 4, 4)).astype(np.float16)
     candidate_masks = np.stack([reference_masks[0], 1 - reference_masks[1]])    # same ranking; reversed
+    runs = tmp_path / "runs"
+    runs.mkdir()
 
-    def run(schedule, masks, soft, hard, area, undecided):
-        name = f"clip__step__{schedule}__224px"
-        np.savez(tmp_path / f"{name}.npz", masks=masks, areas=np.array([0.1, 0.2]))
+    def write_run(schedule, masks, soft, hard, area, undecided):
+        name = f"clip__step__{schedule}5__224px"
+        np.savez(runs / f"{name}.npz", masks=masks, areas=np.array([0.1, 0.2]))
         final = {"probabilities": soft, "hard_probabilities": hard, "mask_area": area, "undecided": undecided}
-        return {"file": name + ".json", "num_iter": 5, "areas": [0.1, 0.2], "target_name": "abseiling",
-                "base_probability": 0.5, "checkpoints": {"5": final}, "seconds": 1.0}
+        (runs / f"{name}.json").write_text(json.dumps(
+            {"num_iter": 5, "areas": [0.1, 0.2], "target_name": "abseiling", "base_probability": 0.5,
+             "checkpoints": {"5": final}, "seconds": 1.0}))
 
-    runs = {("clip", "step"): {
-        "fast": run("fast", reference_masks, [0.9, 0.9], [0.50, 0.50], [0.1, 0.2], [0.0, 0.0]),
-        "native": run("native", candidate_masks, [0.60, 0.70], [0.48, 0.40], [0.11, 0.25], [0.05, 0.05])}}
-    text = convergence.report(runs, ["fast", "native"], str(tmp_path))
+    def report():
+        result = run_script("convergence", "--report_only", "--video", tmp_path / "clip.mp4", "--methods", "step",
+                            "--schedules", "fast,native", "--num_iter", 5, "--perturb_area", "0.1,0.2",
+                            "--size", 224, "--output_dir", tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return (tmp_path / "report.md").read_text()
+
+    write_run("fast", reference_masks, [0.9, 0.9], [0.50, 0.50], [0.1, 0.2], [0.0, 0.0])
+    write_run("native", candidate_masks, [0.60, 0.70], [0.48, 0.40], [0.11, 0.25], [0.05, 0.05])
+    text = report()
     rows = [line for line in text.splitlines() if line.startswith("| clip (abseiling, 0.500) | step | 0.")]
-    assert len(rows) == 2
-    # Eq. 3 over converged masks that keep the clip's 0.5: fast's smallest area 0.1; native's 0.1 keeps 0.48
-    assert "| clip (abseiling, 0.500) | step | fast | 0.1: 0.500, 0.2: 0.500 | 0.1 |" in text
-    assert "| clip (abseiling, 0.500) | step | native | 0.1: 0.480, 0.2: 0.400 | nan |" in text
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert len(cells) == 2
     # area 0.1: converged, 0.48 >= 0.8 x 0.60, 0.48 >= 0.9 x 0.50, identical ranking
     assert cells[0][5:9] == ["0.80", "0.500", "0.96", "1.00"] and cells[0][-1] == "yes yes yes"
     # area 0.2: area 0.25 is off by more than 0.02; 0.40 < 0.8 x 0.70 and < 0.9 x 0.50; reversed ranking
     assert cells[1][5:9] == ["0.57", "0.500", "0.80", "-1.00"] and cells[1][-1] == "NO NO NO"
-    del runs[("clip", "step")]["fast"]
-    row = [line for line in convergence.report(runs, ["fast", "native"], str(tmp_path)).splitlines()
-           if line.startswith("| clip (abseiling, 0.500) | step | 0.1 |")][0]
+    # Eq. 3 over converged masks that keep the clip's 0.5: fast's smallest area 0.1; native's 0.1 keeps 0.48
+    assert "| clip (abseiling, 0.500) | step | fast | 0.1: 0.500, 0.2: 0.500 | 0.1 |" in text
+    assert "| clip (abseiling, 0.500) | step | native | 0.1: 0.480, 0.2: 0.400 | nan |" in text
+    (runs / "clip__step__fast5__224px.json").unlink()
+    row = [line for line in report().splitlines() if line.startswith("| clip (abseiling, 0.500) | step | 0.1 |")][0]
     assert row.rstrip(" |").endswith("yes yes not run") and "| nan |" in row
