@@ -238,7 +238,7 @@ def test_an_input_size_resizes_the_frames_and_the_mask_sigma():
     """I3D fed 112 px frames: resized to 128 then cropped (the spec's 256/224 proportion), sigma 11."""
     resolved = pipeline.resolve(pipeline.Request(videos=("v",), method="step", input_size=112))
     assert (resolved.spec.resize, resolved.spec.crop, resolved.spec.ep_sigma) == (128, 112, 11.0)
-    assert resolved.config.sigma == 11.0 and resolved.config.schedule == "fast"
+    assert resolved.config.sigma == 11.0 and resolved.config.schedule == attribution.extremal.DEFAULT_SCHEDULE
     full = pipeline.resolve(pipeline.Request(videos=("v",), method="step"))
     assert (full.spec.crop, full.config.sigma) == (224, 23.0)
 

@@ -52,7 +52,8 @@ class Request:
         ``--vis_method`` values).
       areas: preserved-area ratios in (0, 1) (extremal methods), all optimised in one call.
       schedule: how extremal masks are optimised: a name of ``vjx.attribution.extremal.SCHEDULES``
-        (``"original"``: the original toolkit's SGD and 2000 iterations; ``"fast"``).
+        (``"native"``, the default: 60 iterations; ``"fast"``: 200; ``"original"``: the original
+        toolkit's SGD and 2000 iterations).
       num_iter: optimisation steps (extremal methods); None = the schedule's own.
       warm_start: the extremal masks' starting seeds, a name of
         ``vjx.attribution.perturbation.config.WARM_STARTS``; None = the schedule's own.
