@@ -32,6 +32,7 @@ FLAG_NAMES: dict[str, str] = {
     "polarity": "--polarity", "target": "--target", "checkpoint": "--checkpoint", "output_dir": "--output_dir",
     "seed": "--seed", "batch_size": "--batch_size", "path_batch": "--path_batch", "dtype": "--dtype",
     "random_weights": "--random_weights", "num_masks": "--num_masks", "batch": "--batch",
+    "warm_start": "--warm_start",
 }
 
 

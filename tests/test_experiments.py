@@ -159,6 +159,7 @@ def corrupt_dir(tmp_path_factory):
 BAD_EXPLAIN = {
     "corrupt image": (["--videos_dir", "{corrupt}"], "00003.png"),
     "unknown method": (["--vis_method", "lime"], "--vis_method 'lime'"),
+    "unknown warm start": (["--warm_start", "top"], "--warm_start 'top' is unknown"),
     "no RISE masks": (["--vis_method", "rise", "--num_masks", "0"], "--num_masks must be a whole number"),
     "EB-R on a 3-D CNN": (["--vis_method", "excitation_backprop_rnn"], "--vis_method 'excitation_backprop_rnn' "
                           "explains only the recurrent vgg16lstm, not i3d"),
