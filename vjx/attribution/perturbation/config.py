@@ -19,9 +19,9 @@ METHODS = ("ep2d", "ep3d", "step", "ep3d_temporal_smoothing")
 VARIANTS = ("preserve", "delete", "dual")
 PERTURBATIONS = ("blur", "fade")
 DEFAULT_AREAS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2)
-# "native" since 2026-12-07: on every clip the pretrained I3D recognises at its own 224 px its 60-iteration
-# hard masks kept at least 0.9x what the 200-iteration "fast" schedule's kept in 17 of 18 masks (STEP and
-# 3D-EP, areas 0.05/0.1/0.2), usually many times more, in under a third of the time (BENCHMARKS.md).
+# "native" since 2026-12-07: on the clips the pretrained I3D recognises at its own 224 px its 60-iteration
+# hard masks kept at least 0.9x what the 200-iteration "fast" schedule's kept in 20 of 21 masks (STEP and
+# 3D-EP, areas 0.05/0.1/0.2, four clips), usually many times more, in a third of the time (BENCHMARKS.md).
 DEFAULT_SCHEDULE = "native"
 # Table 4 of the paper compares 3D-EP with seeds smoothed over time by a normalised Gaussian for three
 # sigmas; our copy of the paper does not preserve the three values, so the default is 1 frame.
