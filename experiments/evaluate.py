@@ -3,7 +3,7 @@
     python -m experiments.evaluate --videos_dir clips/ --annotations truth.csv --model r2plus1d \\
         --checkpoint r2plus1d_18-91a641e6.pth --methods grad,grad_cam,step --perturb_area 0.1
     python -m experiments.evaluate --temporal_pairs clips/ --spatial_pairs clips/ --videos_dir clips/ \\
-        --videos vjx/assets/bigbuckbunny_excerpt.mp4 --perturb_area 0.05,0.1,0.2 --schedule fast
+        --videos vjx/assets/bigbuckbunny_excerpt.mp4 --perturb_area 0.05,0.1,0.2
 
 Cases: the real clips of --videos_dir and --videos (deletion/insertion AUC, hard-mask preservation,
 minimum preservation ratio, average drop / increase in confidence, and the pointing games where

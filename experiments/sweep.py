@@ -26,8 +26,8 @@ _MODEL = flags.DEFINE_string("model", "i3d", "i3d, r2plus1d, r3d, mc3 or tsm (or
 _DATASET = flags.DEFINE_string("pretrain_dataset", "kinetics", "kinetics, epic-kitchens-noun, "
                                "epic-kitchens-verb (tsm), ucf101-24 or ucf101 (vgg16lstm).")
 _METHOD = flags.DEFINE_string("vis_method", "step", f"Extremal method, one of: {registry.describe(registry.MASKS)}.")
-_SCHEDULE = flags.DEFINE_string("schedule", None, "How masks are optimised: original (the original toolkit's "
-                                "SGD, 2000 iterations) or fast (default: the library's).")
+_SCHEDULE = flags.DEFINE_string("schedule", None, "How masks are optimised: native (the library's default, "
+                                "60 iterations), fast (200) or original (the original toolkit's SGD, 2000).")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Perturbation iterations (default: the schedule's own).")
 _AREAS = flags.DEFINE_list("perturb_area", ["0.01", "0.02", "0.05", "0.1", "0.15", "0.2"],
                            "Preserved-area ratios in (0, 1), comma separated.")

@@ -7,9 +7,9 @@ Every area is optimised in the same call; ``docs/original.md`` lists every const
     import vjx
     from vjx.attribution import step, ExtremalConfig
     model = vjx.load_model("r2plus1d_18", checkpoint="r2plus1d_18-91a641e6.pth")
-    result = step(model, videos, targets, ExtremalConfig(areas=(0.05, 0.1)))      # the fast schedule
+    result = step(model, videos, targets, ExtremalConfig(areas=(0.05, 0.1)))      # the native schedule
     result = step(model, videos, targets, ExtremalConfig(areas=(0.05, 0.1), schedule="original"))
-    result = step(model, videos, targets, ExtremalConfig(areas=(0.1,), schedule="native"))  # 60 it., hard mask seen
+    result = step(model, videos, targets, ExtremalConfig(areas=(0.1,), schedule="fast"))  # 200 it., the previous default
     result.masks            # B x A x T x H x W in [0, 1]
     result.hard_probabilities, result.mask_area, result.converged     # B x A
 
