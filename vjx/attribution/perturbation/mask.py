@@ -213,12 +213,15 @@ def smooth_max(x: jax.Array, weights: np.ndarray) -> jax.Array:
 
     def backward(residuals, g):
         x, out = residuals
-        d = out.ndim
         # a barrier, so that XLA does not merge the exponentials recomputed here with the forward
         # pass's (it would keep all K x cells x s x s of them in memory between the passes)
         windows = jnp.stack(windows_of(jax.lax.optimization_barrier(x)))                # K ... mh mw
         den = jax.lax.optimization_barrier(denominator(windows))
-        g = jnp.transpose(g, (d - 3, d - 1, *range(d - 4), d - 4, d - 2)) / den      # -> s s ... mh mw
+        # the cotangent from image layout to cell layout (... mh s mw s -> s s ... mh mw) as products
+        # with identity matrices: a transpose here is fused into the denominator's pass, whose loop then
+        # runs element by element (at 224 px the generator's forward + backward took 400 ms, 240 ms so)
+        eye = jnp.asarray(np.eye(s, dtype=np.float32))
+        g = jnp.einsum("rR,cC,...iRjC->rc...ij", eye, eye, g, precision="highest") / den
         # d out / d a_k = e_k (1 + COLDNESS (a_k - out)) / den, written as e_k (p + q a_k)
         p, q = g * (1 - COLDNESS * out), COLDNESS * g
         grad = 0.0
