@@ -74,8 +74,26 @@ def build_pyramid(videos: jax.Array, num_levels: int = 8, max_blur: float = 20.0
     return jnp.stack(levels, axis=2)
 
 
+def _levels(pyramid: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The interpolation weight ``frac`` (``B x T x H x W x 1``) and the two levels ``y0, y1`` around ``mask * (L - 1)``."""
+    num_levels = pyramid.shape[2]
+    level = mask * (num_levels - 1)
+    k = jnp.floor(level)
+    frac = (level - k)[..., None]
+    k = k.astype(jnp.int32)[:, :, None, ..., None]
+    y0 = jnp.take_along_axis(pyramid, k, axis=2)[:, :, 0]
+    y1 = jnp.take_along_axis(pyramid, jnp.minimum(k + 1, num_levels - 1), axis=2)[:, :, 0]
+    return frac, y0, y1
+
+
+@jax.custom_vjp
 def apply_mask(pyramid: jax.Array, mask: jax.Array) -> jax.Array:
     """Picks level ``mask * (L - 1)`` per pixel, interpolating linearly between neighbours.
+
+    The gradient reaches the mask only (the pyramid is a constant of the optimisation): ``(L - 1)``
+    times the cotangent's product with ``y1 - y0`` summed over channels, written as a sum of
+    channel slices (a reduction over the minor channel axis runs element by element on CPU: at 224 px
+    this gradient took 40 ms in the whole iteration, 6 ms so).
 
     Args:
       pyramid: ``B x T x L x H x W x C`` from :func:`build_pyramid`.
@@ -83,11 +101,19 @@ def apply_mask(pyramid: jax.Array, mask: jax.Array) -> jax.Array:
     Returns:
       ``B x T x H x W x C``.
     """
-    num_levels = pyramid.shape[2]
-    level = mask * (num_levels - 1)
-    k = jax.lax.stop_gradient(jnp.floor(level))
-    frac = (level - k)[..., None]
-    k = k.astype(jnp.int32)[:, :, None, ..., None]
-    y0 = jnp.take_along_axis(pyramid, k, axis=2)[:, :, 0]
-    y1 = jnp.take_along_axis(pyramid, jnp.minimum(k + 1, num_levels - 1), axis=2)[:, :, 0]
+    frac, y0, y1 = _levels(pyramid, mask)
     return (1 - frac) * y0 + frac * y1
+
+
+def _apply_mask_forward(pyramid, mask):
+    frac, y0, y1 = _levels(pyramid, mask)
+    return (1 - frac) * y0 + frac * y1, (y1 - y0, jnp.float32(pyramid.shape[2] - 1))
+
+
+def _apply_mask_backward(residuals, g):
+    step, scale = residuals
+    product = g * step
+    return None, scale * sum(product[..., c] for c in range(product.shape[-1]))
+
+
+apply_mask.defvjp(_apply_mask_forward, _apply_mask_backward)
