@@ -122,7 +122,8 @@ def masks_from_seeds(seeds: jax.Array, problem: Problem,
     masks, padded = mask.generate(seeds, problem.geometry)
     if c.sharpness > 0 and c.sharpen_from < 1:
         slope = sharpness_at(c, jnp.int32(c.num_iter) if iteration is None else iteration)
-        masks, padded = (jnp.where(slope > 0, sharpen(m, slope), m) for m in (masks, padded))
+        padded = jnp.where(slope > 0, sharpen(padded, slope), padded)
+        masks = problem.geometry.crop(padded)
     return masks, padded
 
 
