@@ -44,6 +44,9 @@ _SCHEDULES = flags.DEFINE_list("schedules", ["fast", "native"], "Schedules to co
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "convergence", "Where runs, report.md and convergence.png go.")
 _NUM_ITER = flags.DEFINE_integer("num_iter", None, "Iterations of every schedule (default: each schedule's own).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild the report from the finished runs.")
+_HARD_FROM = flags.DEFINE_float("hard_from", None, "From this fraction of the run on the model sees the hard mask's "
+                                "perturbation (gradient through the soft mask), for every schedule; default: each "
+                                "schedule's own. Runs with it are kept apart (their file names end in __hardF).")
 
 # Iterations at which the masks are scored, per schedule length.
 CHECKPOINTS = (10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500)
@@ -70,7 +73,7 @@ def model_input(model, path: str, size: int) -> np.ndarray:
 
 
 def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[float, ...],
-            num_iter: int) -> tuple[dict, np.ndarray]:
+            num_iter: int, hard_from: float | None = None) -> tuple[dict, np.ndarray]:
     """One clip x method x schedule: scores at every checkpoint and at the end, and the final soft
     masks (float16 ``A x T x H x W``)."""
     import jax
@@ -79,7 +82,7 @@ def run_one(model, x, target: int, method: str, schedule: str, areas: tuple[floa
     from vjx.pipeline import methods
 
     config = extremal.ExtremalConfig(areas=areas, schedule=schedule, num_iter=num_iter,
-                                     sigma=extremal.default_sigma(x.shape[2]))
+                                     sigma=extremal.default_sigma(x.shape[2]), hard_from=hard_from)
     start = time.perf_counter()
     result = methods.get(method).function(model, x, np.array([target]), config,
                                           evaluate_at=tuple(c for c in CHECKPOINTS if c < num_iter))
@@ -241,6 +244,10 @@ def main(argv: list[str]) -> None:
             raise VjxError(f"--schedules: {schedule!r} is not one of {', '.join(extremal.SCHEDULES)}")
     if _SIZE.value not in (112, 224):
         raise VjxError(f"--size must be 112 or 224, got {_SIZE.value}")
+    hard_from = _HARD_FROM.value
+    if hard_from is not None and not 0 <= hard_from <= 1:
+        raise VjxError(f"--hard_from must be a fraction of the run in [0, 1], got {hard_from}")
+    suffix = "" if hard_from is None else f"__hard{hard_from:g}"
     areas = extremal.ExtremalConfig(areas=tuple(float(a) for a in _AREAS.value)).areas
     runs_dir = os.path.join(_OUTPUT_DIR.value, "runs")
     os.makedirs(runs_dir, exist_ok=True)
@@ -252,7 +259,7 @@ def main(argv: list[str]) -> None:
         for method in _METHODS.value:
             for schedule in _SCHEDULES.value:
                 num_iter = _NUM_ITER.value or extremal.SCHEDULES[schedule].num_iter
-                file = os.path.join(runs_dir, f"{name}__{method}__{schedule}{num_iter}__{_SIZE.value}px.json")
+                file = os.path.join(runs_dir, f"{name}__{method}__{schedule}{num_iter}__{_SIZE.value}px{suffix}.json")
                 if not os.path.exists(file):
                     if _REPORT_ONLY.value:
                         continue
@@ -262,9 +269,9 @@ def main(argv: list[str]) -> None:
                         x = model_input(model, path, _SIZE.value)
                         target = int(np.argmax(np.asarray(model(x))))
                     print(f"{name} {method} {schedule}: running", flush=True)
-                    scores, masks = run_one(model, x, target, method, schedule, areas, num_iter)
+                    scores, masks = run_one(model, x, target, method, schedule, areas, num_iter, hard_from)
                     result = {"clip": name, "method": method, "schedule": schedule, "size": _SIZE.value,
-                              "areas": list(areas), "target": target, "target_name": model.spec.labels[target],
+                              "hard_from": hard_from, "areas": list(areas), "target": target, "target_name": model.spec.labels[target],
                               **scores}
                     buffer = io.BytesIO()
                     np.savez_compressed(buffer, masks=masks, areas=np.asarray(areas))

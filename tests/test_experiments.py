@@ -342,3 +342,26 @@ def test_convergence_report_checks_each_mask_against_the_criteria(tmp_path):
     (runs / "clip__step__fast5__224px.json").unlink()
     row = [line for line in report().splitlines() if line.startswith("| clip (abseiling, 0.500) | step | 0.1 |")][0]
     assert row.rstrip(" |").endswith("yes yes not run") and "| nan |" in row
+
+
+
+def test_convergence_keeps_straight_through_runs_apart(tmp_path):
+    """``--hard_from`` runs are read from their own files (``__hardF``); a value outside [0, 1] exits 2
+    naming the flag, before anything is written."""
+    runs = tmp_path / "out" / "runs"
+    runs.mkdir(parents=True)
+    for suffix, hard in (("", 0.1), ("__hard0.9", 0.7)):
+        final = {"probabilities": [0.9], "hard_probabilities": [hard], "mask_area": [0.1], "undecided": [0.0]}
+        (runs / f"clip__step__native5__224px{suffix}.json").write_text(json.dumps(
+            {"num_iter": 5, "areas": [0.1], "target_name": "abseiling", "base_probability": 0.5,
+             "checkpoints": {"5": final}, "seconds": 1.0}))
+    args = ("--report_only", "--video", tmp_path / "clip.mp4", "--methods", "step", "--schedules", "native",
+            "--num_iter", 5, "--perturb_area", "0.1", "--output_dir", tmp_path / "out")
+    result = run_script("convergence", *args, "--hard_from", 0.9)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "0.1: 0.700" in text and "0.1: 0.100" not in text
+
+    bad = run_script("convergence", *args[:-1], tmp_path / "bad", "--hard_from", 1.5)
+    assert bad.returncode == 2 and "--hard_from" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad").exists()
