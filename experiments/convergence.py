@@ -4,6 +4,8 @@
         --output_dir convergence                  # fast (200 it., the reference) and native (60) at 224 px
     python -m experiments.convergence --schedules original,fast --size 112   # the original's 2000 SGD steps
     python -m experiments.convergence --output_dir convergence --report_only   # tables + plot again
+    python -m experiments.convergence --schedules native --hard_from 0.9 --output_dir st   # the model sees
+                                                  # the hard mask's perturbation in the last 10% of the run
 
 For every clip x method x schedule it runs the pretrained I3D's extremal perturbation over the areas
 (the class explained is the model's top prediction) and scores the masks at several iterations:
