@@ -273,8 +273,8 @@ def main(argv: list[str]) -> None:
                     print(f"{name} {method} {schedule}: running", flush=True)
                     scores, masks = run_one(model, x, target, method, schedule, areas, num_iter, hard_from)
                     result = {"clip": name, "method": method, "schedule": schedule, "size": _SIZE.value,
-                              "hard_from": hard_from, "areas": list(areas), "target": target, "target_name": model.spec.labels[target],
-                              **scores}
+                              "hard_from": hard_from, "areas": list(areas), "target": target,
+                              "target_name": model.spec.labels[target], **scores}
                     buffer = io.BytesIO()
                     np.savez_compressed(buffer, masks=masks, areas=np.asarray(areas))
                     with OutputWriter(runs_dir) as writer:

@@ -75,7 +75,7 @@ def build_pyramid(videos: jax.Array, num_levels: int = 8, max_blur: float = 20.0
 
 
 def _levels(pyramid: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The interpolation weight ``frac`` (``B x T x H x W x 1``) and the two levels ``y0, y1`` around ``mask * (L - 1)``."""
+    """``frac`` (``B x T x H x W x 1``) and the levels ``y0, y1`` (``B x T x H x W x C``) around ``mask * (L - 1)``."""
     num_levels = pyramid.shape[2]
     level = mask * (num_levels - 1)
     k = jnp.floor(level)
