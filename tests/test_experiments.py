@@ -344,7 +344,6 @@ def test_convergence_report_checks_each_mask_against_the_criteria(tmp_path):
     assert row.rstrip(" |").endswith("yes yes not run") and "| nan |" in row
 
 
-
 def test_convergence_keeps_straight_through_runs_apart(tmp_path):
     """``--hard_from`` runs are read from their own files (``__hardF``); a value outside [0, 1] exits 2
     naming the flag, before anything is written."""
