@@ -101,8 +101,7 @@ def apply_mask(pyramid: jax.Array, mask: jax.Array) -> jax.Array:
     Returns:
       ``B x T x H x W x C``.
     """
-    frac, y0, y1 = _levels(pyramid, mask)
-    return (1 - frac) * y0 + frac * y1
+    return _apply_mask_forward(pyramid, mask)[0]
 
 
 def _apply_mask_forward(pyramid, mask):
