@@ -10,7 +10,7 @@ from tests.planted import (BLOCK, PlantedEvidence, block_indicator, planted_appl
                            planted_video)
 from vjx.attribution import extremal
 from vjx.attribution.extremal import ExtremalConfig
-from vjx.attribution.perturbation import loop
+from vjx.attribution.perturbation import loop, pyramid
 from vjx.attribution.perturbation.config import resolve
 from vjx.attribution.perturbation.mask import MaskGeometry
 from vjx.errors import VjxError
@@ -156,6 +156,19 @@ def test_straight_through_forward_sees_the_hard_mask():
     assert float(soft.history["probability"][0, 0, 1]) == pytest.approx(
         float(soft.snapshots[1].probabilities[0, 0]), rel=1e-5)
     assert recorded != pytest.approx(float(r.snapshots[1].probabilities[0, 0]), rel=1e-3)
+
+
+def test_straight_through_deletes_the_hard_mask_in_the_delete_variant():
+    """The deletion variant's straight-through forward blurs what the hard mask keeps (not the soft one)."""
+    r = _run("ep3d", num_iter=2, areas=(0.05,), hard_from=0.5, variant="delete")
+    first = _run("ep3d", num_iter=1, areas=(0.05,), variant="delete")     # the masks iteration 1 starts from
+    pyr = pyramid.build_pyramid(jnp.asarray(planted_video(1)))
+    deleted, soft = (loop.preserved_probability(planted_apply, planted_variables(GAIN), pyr, np.array([1]),
+                                                1 - jnp.asarray(m[:, 0], jnp.float32))
+                     for m in (first.hard_masks, first.masks))
+    recorded = float(r.history["probability"][0, 0, 1])
+    assert recorded == pytest.approx(float(deleted[0]), rel=1e-5)
+    assert recorded != pytest.approx(float(soft[0]), rel=1e-3)
 
 
 def test_sharpen_keeps_the_order_and_the_ends():

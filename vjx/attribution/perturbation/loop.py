@@ -138,6 +138,14 @@ def hard_start(config: ExtremalConfig) -> int:
     return round(config.hard_from * config.num_iter)
 
 
+def _kept(masks: jax.Array) -> jax.Array:
+    return masks
+
+
+def _blurred(masks: jax.Array) -> jax.Array:
+    return 1 - masks
+
+
 def _energy(seeds, kept_values, hard_values, kept_cores, key, iteration, *, apply_fn, problem: Problem, variables,
             pyr, targets):
     """Energy of one area for the batch (summed over videos) and its per-video terms ``B``.
@@ -149,27 +157,21 @@ def _energy(seeds, kept_values, hard_values, kept_cores, key, iteration, *, appl
     c = problem.config
     b, t = seeds.shape[:2]
     masks, padded = masks_from_seeds(seeds, problem, iteration)
-    hard = None
+    keeps = {"preserve": (_kept,), "delete": (_blurred,), "dual": (_kept, _blurred)}[c.variant]
+    videos = [pyramid.apply_mask(pyr, keep(masks)) for keep in keeps]
     if hard_start(c) < c.num_iter:
-        hard = problem.geometry.crop(hard_masks(padded, hard_values, problem.method == "ep2d"))
-
-    def perturbed(keep_soft, keep_hard):
-        x = pyramid.apply_mask(pyr, keep_soft)
-        if keep_hard is None:
-            return x
-        shift = jnp.where(iteration >= hard_start(c), pyramid.apply_mask(pyr, keep_hard) - x, 0.0)
-        return x + jax.lax.stop_gradient(shift)
-
+        def seen_hard():                                     # computed only from hard_start on
+            hard = problem.geometry.crop(hard_masks(padded, hard_values, problem.method == "ep2d"))
+            return [x + jax.lax.stop_gradient(pyramid.apply_mask(pyr, keep(hard)) - x)
+                    for keep, x in zip(keeps, videos)]
+        videos = jax.lax.cond(iteration >= hard_start(c), seen_hard, lambda: videos)
+    log_p, log_not = losses.log_prob(apply_fn(variables, jnp.concatenate(videos)),
+                                     jnp.concatenate([targets] * len(videos)))
     if c.variant == "dual":
-        x = jnp.concatenate([perturbed(masks, hard), perturbed(1 - masks, None if hard is None else 1 - hard)])
-        log_p, log_not = losses.log_prob(apply_fn(variables, x), jnp.concatenate([targets, targets]))
         reward, log_p = -log_p[:b] - log_not[b:], log_p[:b]
     elif c.variant == "preserve":
-        log_p, log_not = losses.log_prob(apply_fn(variables, perturbed(masks, hard)), targets)
         reward = -log_p
     else:
-        log_p, log_not = losses.log_prob(apply_fn(variables, perturbed(1 - masks, None if hard is None else 1 - hard)),
-                                         targets)
         reward = -log_not
     reward = c.reward_weight * reward
     weight = c.area_weight * jnp.power(jnp.float32(c.area_growth), iteration.astype(jnp.float32))
