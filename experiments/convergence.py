@@ -4,8 +4,8 @@
         --output_dir convergence                  # fast (200 it., the reference) and native (60) at 224 px
     python -m experiments.convergence --schedules original,fast --size 112   # the original's 2000 SGD steps
     python -m experiments.convergence --output_dir convergence --report_only   # tables + plot again
-    python -m experiments.convergence --schedules native --hard_from 0.9 --output_dir st   # the model sees
-                                                  # the hard mask's perturbation in the last 10% of the run
+    python -m experiments.convergence --schedules native --hard_from 1 --output_dir st   # the model never
+                                                  # sees the hard mask (native's default: the last 10%)
 
 For every clip x method x schedule it runs the pretrained I3D's extremal perturbation over the areas
 (the class explained is the model's top prediction) and scores the masks at several iterations:
@@ -273,7 +273,8 @@ def main(argv: list[str]) -> None:
                     print(f"{name} {method} {schedule}: running", flush=True)
                     scores, masks = run_one(model, x, target, method, schedule, areas, num_iter, hard_from)
                     result = {"clip": name, "method": method, "schedule": schedule, "size": _SIZE.value,
-                              "hard_from": hard_from, "areas": list(areas), "target": target,
+                              "hard_from": extremal.SCHEDULES[schedule].hard_from if hard_from is None else hard_from,
+                              "areas": list(areas), "target": target,
                               "target_name": model.spec.labels[target], **scores}
                     buffer = io.BytesIO()
                     np.savez_compressed(buffer, masks=masks, areas=np.asarray(areas))

@@ -42,7 +42,8 @@ _METHOD = flags.DEFINE_string("vis_method", "step", f"Method, one of: {registry.
 _SAVE_LABEL = flags.DEFINE_string("save_label", "", "Extra folder level of the default output dir.")
 _NO_GPU = flags.DEFINE_bool("no_gpu", False, "Run on CPU even if an accelerator is present.")
 _SCHEDULE = flags.DEFINE_string("schedule", None, "How extremal masks are optimised: native (the "
-                                 "default: Adam, 60 iterations, masks sharpened towards 0/1 from 30% of the run), "
+                                 "default: Adam, 60 iterations, masks sharpened towards 0/1 from 30% of the run, the "
+                                 "model seeing the hard mask in the last 10%), "
                                  "fast (Adam, 200) or original (the original toolkit's SGD, 2000).")
 _WARM_START = flags.DEFINE_string("warm_start", None, "Starting seeds of extremal masks: none (all ones, the "
                                   "original's) or gradient (the top cells of the input gradient); default: the "

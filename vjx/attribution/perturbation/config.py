@@ -92,10 +92,13 @@ SCHEDULES: dict[str, Schedule] = {
     # losses see a near-binary mask and its top-a hard mask keeps what the soft one keeps. STEP weighs
     # the reward 100 like the other methods: with the original's 1 its 60-iteration soft masks kept
     # little of the class and their hard masks less (measured on real clips in BENCHMARKS.md, "Native
-    # resolution").
+    # resolution"). In the last 6 iterations the model sees the hard mask's perturbation (straight
+    # through): at 5% of the clip the soft mask otherwise hides part of the class in the partial blur
+    # along its edge; on real clips this raised the hard mask's probability in most masks measured
+    # (BENCHMARKS.md, "The straight-through end").
     "native": Schedule(num_iter=60, optimizer="adam", learning_rate=0.1, lr_decay="cosine", step_start=3,
                        area_growth=1e4 ** (1 / 60), step_area_growth=1e4 ** (1 / 60), scales_with_length=True,
-                       sharpen_from=0.3, sharpness=100.0, step_reward_weight=100.0),
+                       hard_from=0.9, sharpen_from=0.3, sharpness=100.0, step_reward_weight=100.0),
 }
 # The starting seeds a schedule may use: all ones, or the top cells of the input-gradient magnitude.
 WARM_STARTS = ("none", "gradient")
@@ -111,7 +114,7 @@ class ExtremalConfig:
       areas: preserved-area ratios in (0, 1), each optimised on its own.
       schedule: a name of :data:`SCHEDULES`: ``"original"`` (the original toolkit's SGD, 2000
         iterations), ``"fast"`` (Adam, 200) or ``"native"`` (the default: Adam, 60, masks sharpened
-        towards 0/1 from 30% of the run).
+        towards 0/1 from 30% of the run, the model seeing the hard mask in the last 10%).
       num_iter: iterations (None: the schedule's).
       variant: ``"preserve"`` (reward ``-log p``), ``"delete"`` (``-log(1 - p)`` with the mask's
         complement kept) or ``"dual"`` (both summed).
