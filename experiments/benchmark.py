@@ -159,7 +159,9 @@ def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
     """Per area-iteration of the ``native`` schedule (the one for the model's own size): the model's
     forward + input gradient alone, the whole iteration, and the iteration with a model that costs
     nothing (the mask machinery alone), timed in turn in one run. Every timed iteration is in the
-    schedule's sharpening phase (its costlier one).
+    schedule's sharpening phase; the machinery is also timed in the straight-through phase (the
+    last ``1 - hard_from`` of the run, where the hard mask is made and blended too), and the two are
+    averaged over the run.
 
     Medians of ``repeats`` calls each, after one call that compiles.
     """
@@ -174,10 +176,12 @@ def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
     config = dataclasses.replace(config, schedule="native", num_iter=None, area_batch=1, sharpen_from=0.0)
     resolved, geometry = config_module.resolve(name, config, *x.shape[1:4], model.spec.ep_sigma)
     problem = loop.Problem.of(name, geometry, resolved)
+    straight_through = loop.Problem.of(name, geometry, dataclasses.replace(resolved, hard_from=0.0))
     area = resolved.areas[len(resolved.areas) // 2]
     calls = {"model": lambda: warm_start.gradient_map(model.apply_fn, model.variables, x, targets),
              "iteration": loop.iteration_runner(model.apply_fn, problem, area, model.variables, x, targets),
-             "machinery": loop.iteration_runner(_free_model, problem, area, {}, x, targets)}
+             "machinery": loop.iteration_runner(_free_model, problem, area, {}, x, targets),
+             "machinery_hard": loop.iteration_runner(_free_model, straight_through, area, {}, x, targets)}
     seconds = {k: [] for k in calls}
     for call in calls.values():
         jax.block_until_ready(call())
@@ -187,8 +191,12 @@ def iteration_split(method, model, x, targets, config, repeats: int) -> dict:
             jax.block_until_ready(call())
             seconds[k].append(time.perf_counter() - start)
     ms = {k: 1e3 * statistics.median(v) for k, v in seconds.items()}
+    hard_share = 1 - loop.hard_start(resolved) / resolved.num_iter
+    run_mean = (1 - hard_share) * ms["machinery"] + hard_share * ms["machinery_hard"]
     return {"split_area": area, "split_repeats": repeats, "model_ms": ms["model"], "iteration_ms": ms["iteration"],
             "machinery_ms": ms["machinery"], "machinery_to_model": ms["machinery"] / ms["model"],
+            "machinery_hard_ms": ms["machinery_hard"], "hard_share": hard_share,
+            "machinery_run_mean_to_model": run_mean / ms["model"],
             "iteration_minus_model_to_model": (ms["iteration"] - ms["model"]) / ms["model"]}
 
 
@@ -297,7 +305,9 @@ def main(argv: list[str]) -> None:
               f"model forward + input gradient {result['model_ms']:.0f} ms   whole iteration "
               f"{result['iteration_ms']:.0f} ms (+{100 * result['iteration_minus_model_to_model']:.0f}% of the "
               f"model)   mask machinery alone {result['machinery_ms']:.0f} ms "
-              f"({100 * result['machinery_to_model']:.0f}% of the model)")
+              f"({100 * result['machinery_to_model']:.0f}% of the model); in the last "
+              f"{100 * result['hard_share']:.0f}% of the run (the model sees the hard mask) "
+              f"{result['machinery_hard_ms']:.0f} ms; over the run {100 * result['machinery_run_mean_to_model']:.0f}%")
     if "vjx_per_iter_ms" in result:
         print(f"  vjx   {result['vjx_per_iter_ms']:9.1f} ms/iteration (all areas; first call with compilation "
               f"{result['vjx_first_call_s']:.1f} s, second call {result['vjx_s']:.1f} s)")
