@@ -197,8 +197,7 @@ def _read_file(file: pathlib.Path, max_bytes: int) -> tuple[np.ndarray, float | 
         raise VjxError(f"video {where!r} is an empty file (0 bytes); copy it again or pass another video.")
     try:
         meta = iio.immeta(file, plugin="pyav")
-        first = iio.immeta(file, index=0, plugin="pyav")
-        quarter_turns = _quarter_turns(first.get("DISPLAYMATRIX"))
+        quarter_turns = _quarter_turns(_display_matrix(file))
         frames = _stack(_rotated(iio.imiter(file, plugin="pyav", format="rgb24"), quarter_turns),
                         where, max_bytes)
     except VjxError:
@@ -209,6 +208,23 @@ def _read_file(file: pathlib.Path, max_bytes: int) -> tuple[np.ndarray, float | 
                        "or extract its frames into a folder.") from e
     fps = meta.get("fps")
     return frames, (float(fps) if fps and math.isfinite(fps) else None)
+
+
+def _display_matrix(file: pathlib.Path) -> bytes | None:
+    """The first video frame's display matrix (36 bytes of side data), or None if it has none.
+
+    Read with PyAV itself: imageio's per-frame metadata breaks on PyAV 18.1.1, whose side data
+    iterates over its types instead of its entries; a lookup by name works in every version.
+    """
+    import av
+
+    with av.open(str(file)) as container:
+        for frame in container.decode(video=0):
+            try:
+                return bytes(frame.side_data["DISPLAYMATRIX"])
+            except KeyError:
+                return None
+    return None
 
 
 def _rotated(frames: Iterator[np.ndarray], quarter_turns: int) -> Iterator[np.ndarray]:
