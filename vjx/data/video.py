@@ -214,7 +214,7 @@ def _display_matrix(file: pathlib.Path) -> bytes | None:
     """The first video frame's display matrix (36 bytes of side data), or None if it has none.
 
     Read with PyAV itself: imageio's per-frame metadata breaks on PyAV 18.1.1, whose side data
-    iterates over its types instead of its entries; a lookup by name works in every version.
+    iterates over its types instead of its entries; a lookup by name works on 18.1.0 and 18.1.1 alike.
     """
     import av
 
